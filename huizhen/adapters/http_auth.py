@@ -1,0 +1,73 @@
+"""Bearer authentication in front of an HTTP/WebSocket app, before any body is read.
+
+The lesson of Mirth Connect's CVE-2023-43208: nothing from an unauthenticated
+request is parsed. This middleware looks only at headers (and, for
+WebSockets, the ``token`` query parameter); a request without a valid token
+is answered 401 with a GraphQL-shaped error and its body is never read.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from huizhen.rbac.identity import AuthenticationError, TokenService
+
+
+class BearerAuth:
+    def __init__(self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.allow_ide_page = allow_ide_page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope["type"] == "http" and self._ide_page(scope, headers):
+            await self.app(scope, receive, send)  # the static GraphiQL page carries no data
+            return
+        try:
+            if scope["type"] == "websocket" and "authorization" not in headers:
+                token = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
+                principal = self.tokens.verify_header(f"Bearer {token}" if token else None)
+            else:
+                principal = self.tokens.verify_header(headers.get("authorization"))
+        except AuthenticationError as exc:
+            await _reject(scope, receive, send, str(exc))
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    def _ide_page(self, scope: Scope, headers: dict[str, str]) -> bool:
+        return (
+            self.allow_ide_page
+            and scope["method"] == "GET"
+            and "text/html" in headers.get("accept", "")
+            and not scope.get("query_string")
+        )
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 4401, "reason": "Unauthorized"})
+        return
+    body = json.dumps(
+        {"data": None, "errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="huizhen"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

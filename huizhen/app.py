@@ -1,0 +1,107 @@
+"""Composition root: settings → data folder → store, bus, tokens, services → Starlette app.
+
+Nothing is built at import time; ``create_services`` and ``build_app`` are
+called by the CLI (``huizhen serve``) and by tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from huizhen import __version__
+from huizhen.adapters.http_auth import BearerAuth
+from huizhen.graphql.app import graphql_app
+from huizhen.integration import migrate
+from huizhen.integration.consultations import ConsultationService
+from huizhen.integration.crypto import load_or_create_keyring
+from huizhen.integration.events import EventBus, create_bus
+from huizhen.integration.store import Store
+from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+from huizhen.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    bus: EventBus
+    tokens: TokenService
+    consultations: ConsultationService
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.store.close()
+
+
+def prepare_data_dir(settings: Settings) -> Path:
+    """Create the data folder (mode 0700) and its secrets on first start."""
+    data = settings.data_dir
+    if not data.exists():
+        data.mkdir(parents=True, mode=0o700)
+        log.info("created data folder", extra={"path": str(data.resolve())})
+    elif not data.is_dir():
+        raise NotADirectoryError(f"data_dir {data} is not a directory")
+    os.chmod(data, 0o700)
+    return data
+
+
+async def create_services(settings: Settings, *, migrate_db: bool = True) -> Services:
+    data = prepare_data_dir(settings)
+    keyring = load_or_create_keyring(data)
+    signing_key = load_or_create_signing_key(data)
+    url = settings.resolved_database_url
+    if migrate_db:
+        await asyncio.to_thread(migrate.upgrade, url)
+    store = Store(url, keyring)
+    bus = await create_bus(settings.broker_url)
+    return Services(
+        settings=settings,
+        store=store,
+        bus=bus,
+        tokens=TokenService(signing_key, settings.token_ttl_seconds),
+        consultations=ConsultationService(store, bus, settings.tz),
+    )
+
+
+def build_app(services: Services) -> Starlette:
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(_: Request) -> JSONResponse:
+        try:
+            await services.store.ping()
+        except Exception as exc:  # any failure means "not ready"; say which part
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.close()
+
+    gql = BearerAuth(
+        graphql_app(services), services.tokens,
+        allow_ide_page=services.settings.graphiql_enabled,
+    )
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", gql),
+        ],
+        lifespan=lifespan,
+    )

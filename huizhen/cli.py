@@ -1,0 +1,110 @@
+"""The ``huizhen`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from huizhen.integration.errors import ConfigurationError
+from huizhen.settings import Settings, load_settings
+
+log = logging.getLogger("huizhen")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj["settings"]
+    return settings
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="TOML config file (default: ./config/huizhen.toml).")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None) -> None:
+    """Huizhen (会诊): integration server for remote medical consultation."""
+    os.umask(0o077)  # the database, objects and keys we create are ours alone
+    try:
+        settings = load_settings(config_file)
+    except ConfigurationError as exc:
+        click.echo(f"huizhen: {exc}", err=True)
+        sys.exit(2)
+    from huizhen.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    ctx.obj = {"settings": settings}
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the server: GraphQL/health over HTTP (and the other listeners when enabled)."""
+    from huizhen.server import run
+
+    try:
+        asyncio.run(run(_settings(ctx)))
+    except ConfigurationError as exc:
+        click.echo(f"huizhen: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from huizhen.app import prepare_data_dir
+    from huizhen.integration import migrate
+
+    settings = _settings(ctx)
+    prepare_data_dir(settings)
+    migrate.upgrade(settings.resolved_database_url)
+    click.echo(f"database at revision {migrate.current_head()}")
+
+
+@main.command()
+@click.option("--sub", required=True, help="The user's Huizhen id (Practitioner.id, Patient.id, or a staff id).")
+@click.option("--role", "roles", multiple=True, required=True, help="A role; repeat for several.")
+@click.option("--facility", default=None, help="Facility code the roles apply in.")
+@click.option("--ttl", type=click.IntRange(min=1), default=None, help="Lifetime in seconds.")
+@click.pass_context
+def token(ctx: click.Context, sub: str, roles: tuple[str, ...], facility: str | None, ttl: int | None) -> None:
+    """Print a signed token (development and tests)."""
+    from huizhen.app import prepare_data_dir
+    from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+
+    settings = _settings(ctx)
+    key = load_or_create_signing_key(prepare_data_dir(settings))
+    click.echo(TokenService(key, settings.token_ttl_seconds).issue(sub, list(roles), facility, ttl))
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Load a small demo directory: facilities, experts, doctors and patients."""
+    from huizhen.demo import load_demo
+
+    summary = asyncio.run(load_demo(_settings(ctx)))
+    click.echo(summary)
+
+
+@main.command()
+def schema() -> None:
+    """Print the GraphQL SDL."""
+    from huizhen.graphql.schema import build_schema
+
+    click.echo(build_schema().as_str())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Per-request context: who is asking, the services, and request-scoped DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from strawberry.dataloader import DataLoader
+
+from huizhen.integration.model import Actor, Facility, Patient, Practitioner
+from huizhen.rbac.identity import Principal
+
+if TYPE_CHECKING:
+    from huizhen.app import Services
+
+
+@dataclass
+class Loaders:
+    patient: DataLoader[str, Patient | None]
+    practitioner: DataLoader[str, Practitioner | None]
+    facility: DataLoader[str, Facility | None]
+
+
+def make_loaders(services: Services) -> Loaders:
+    store = services.store
+
+    async def patients(ids: Sequence[str]) -> list[Patient | None]:
+        async with store.read() as repo:
+            found = {p.id: p for p in await repo.patients.by_ids(ids)}
+        return [found.get(i) for i in ids]
+
+    async def practitioners(ids: Sequence[str]) -> list[Practitioner | None]:
+        async with store.read() as repo:
+            found = {p.id: p for p in await repo.directory.practitioners_by_ids(ids)}
+        return [found.get(i) for i in ids]
+
+    async def facilities(ids: Sequence[str]) -> list[Facility | None]:
+        async with store.read() as repo:
+            found = {f.id: f for f in await repo.directory.facilities(ids)}
+        return [found.get(i) for i in ids]
+
+    return Loaders(
+        patient=DataLoader(load_fn=patients),
+        practitioner=DataLoader(load_fn=practitioners),
+        facility=DataLoader(load_fn=facilities),
+    )
+
+
+@dataclass
+class Context:
+    services: Services
+    principal: Principal
+    source: str | None
+    loaders: Loaders
+    request: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> Actor:
+        return self.principal.actor(self.source)

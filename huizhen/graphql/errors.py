@@ -1,0 +1,41 @@
+"""Every GraphQL error carries ``extensions.code``; unexpected ones are masked.
+
+Domain errors (:class:`HuizhenError`) keep their message and code. GraphQL
+syntax/validation errors become ``GRAPHQL_VALIDATION_FAILED``. Anything else
+is logged with the request id and shown as ``INTERNAL`` without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from huizhen.integration.errors import HuizhenError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorCodes(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(error_message="Internal server error")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._coded(e) for e in errors]
+
+    def _coded(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, HuizhenError):
+            code, message = original.code, str(original)
+        elif original is None:
+            code, message = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED"), error.message
+        else:
+            incident = uuid.uuid4().hex[:12]
+            log.error("unexpected error in GraphQL resolver (incident %s)", incident, exc_info=original)
+            code, message = "INTERNAL", f"Internal server error (incident {incident})"
+        return GraphQLError(
+            message=message, nodes=error.nodes, source=error.source, positions=error.positions,
+            path=error.path, original_error=None, extensions={**(error.extensions or {}), "code": code},
+        )

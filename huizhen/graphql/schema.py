@@ -1,0 +1,158 @@
+"""The GraphQL schema: queries and mutations of the DESIGN.md contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+
+from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.types import (
+    Connection,
+    ConsultationStatus,
+    Info,
+    Practitioner,
+    Urgency,
+    connection,
+)
+from huizhen.integration import model as m
+from huizhen.integration.consultations import ConsultationRequest
+
+
+@strawberry.input
+class ConsultationInput:
+    patient_id: strawberry.ID
+    department: str
+    urgency: Urgency  # type: ignore[valid-type]
+    chief_complaint: str
+    disease_code: str | None = None
+    question: str | None = None
+    expert_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def me(self, info: Info) -> Viewer:
+        p = info.context.principal
+        return Viewer(id=strawberry.ID(p.sub), roles=list(p.roles), facility=p.facility)
+
+    @strawberry.field
+    async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
+        p = await info.context.loaders.patient.load(str(id))
+        return Patient(_m=p) if p else None
+
+    @strawberry.field
+    async def patients(
+        self, info: Info, search: str | None = None, identifier: str | None = None,
+        first: int | None = None, after: str | None = None,
+    ) -> Connection[Patient]:
+        async with info.context.services.store.read() as repo:
+            page = await repo.patients.search(search=search, identifier=identifier, first=first, after=after)
+        return connection(page, Patient)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def consultation(self, info: Info, id: strawberry.ID) -> Consultation | None:
+        async with info.context.services.store.read() as repo:
+            c = await repo.consultations.get(str(id))
+        return Consultation(_m=c) if c else None
+
+    @strawberry.field
+    async def consultations(
+        self, info: Info, status: list[ConsultationStatus] | None = None,  # type: ignore[valid-type]
+        department: str | None = None, urgency: Urgency | None = None,  # type: ignore[valid-type]
+        first: int | None = None, after: str | None = None,
+    ) -> Connection[Consultation]:
+        async with info.context.services.store.read() as repo:
+            page = await repo.consultations.search(
+                statuses=[m.ConsultationStatus(s.value) for s in status or []],
+                department=department, urgency=m.Urgency(urgency.value) if urgency else None,
+                first=first, after=after,
+            )
+        return connection(page, Consultation)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def experts(
+        self, info: Info, department: str | None = None, online: bool | None = None
+    ) -> list[Practitioner]:
+        async with info.context.services.store.read() as repo:
+            found = await repo.directory.experts(department=department, online=online)
+        return [Practitioner(_m=p) for p in found]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def request_consultation(self, info: Info, input: ConsultationInput) -> Consultation:
+        ctx = info.context
+        practitioner = await ctx.loaders.practitioner.load(ctx.principal.sub)
+        c = await ctx.services.consultations.request(
+            ConsultationRequest(
+                patient_id=str(input.patient_id), department=input.department,
+                urgency=m.Urgency(input.urgency.value), chief_complaint=input.chief_complaint,
+                disease_code=input.disease_code, question=input.question,
+                expert_id=str(input.expert_id) if input.expert_id else None,
+                requester_id=practitioner.id if practitioner else None,
+                facility_code=ctx.principal.facility,
+            ),
+            ctx.actor,
+        )
+        return Consultation(_m=c)
+
+    @strawberry.mutation
+    async def submit_consultation(self, info: Info, id: strawberry.ID) -> Consultation:
+        return Consultation(_m=await info.context.services.consultations.submit(str(id), info.context.actor))
+
+    @strawberry.mutation
+    async def assign_expert(
+        self, info: Info, id: strawberry.ID, expert_id: strawberry.ID | None = None
+    ) -> Consultation:
+        c = await info.context.services.consultations.assign(
+            str(id), info.context.actor, str(expert_id) if expert_id else None
+        )
+        return Consultation(_m=c)
+
+    @strawberry.mutation
+    async def decline_consultation(self, info: Info, id: strawberry.ID, reason: str) -> Consultation:
+        c = await info.context.services.consultations.decline(str(id), info.context.actor, reason)
+        return Consultation(_m=c)
+
+    @strawberry.mutation
+    async def start_consultation(self, info: Info, id: strawberry.ID) -> Consultation:
+        return Consultation(_m=await info.context.services.consultations.start(str(id), info.context.actor))
+
+    @strawberry.mutation
+    async def complete_consultation(
+        self, info: Info, id: strawberry.ID, diagnosis: str, treatment_plan: str
+    ) -> Consultation:
+        c = await info.context.services.consultations.complete(
+            str(id), info.context.actor, diagnosis, treatment_plan
+        )
+        return Consultation(_m=c)
+
+    @strawberry.mutation
+    async def cancel_consultation(self, info: Info, id: strawberry.ID, reason: str) -> Consultation:
+        c = await info.context.services.consultations.cancel(str(id), info.context.actor, reason)
+        return Consultation(_m=c)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        """Logging happens in :class:`ErrorCodes`: domain errors are answers, not incidents."""
+
+
+def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+    return _Schema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(auto_camel_case=True),
+        extensions=[
+            ErrorCodes(),
+            QueryDepthLimiter(max_depth=max_depth),
+            MaxAliasesLimiter(max_alias_count=30),
+            MaxTokensLimiter(max_token_count=4000),
+        ],
+    )

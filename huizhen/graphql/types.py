@@ -1,0 +1,245 @@
+"""GraphQL object types: a mapping layer over the canonical model.
+
+Each type wraps a model object (``_m``) and resolves relations through the
+request's DataLoaders, never one query per row.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+import strawberry
+
+from huizhen.graphql.context import Context
+from huizhen.integration import model as m
+from huizhen.integration.paging import Page
+
+
+def _gql_enum(source: type[enum.Enum], name: str) -> type[enum.Enum]:
+    """The model's enum, copied for GraphQL so the model stays free of strawberry."""
+    return strawberry.enum(enum.Enum(name, {e.name: e.value for e in source}))  # type: ignore[return-value]
+
+
+ConsultationStatus = _gql_enum(m.ConsultationStatus, "ConsultationStatus")
+Urgency = _gql_enum(m.Urgency, "Urgency")
+FacilityLevel = _gql_enum(m.FacilityLevel, "FacilityLevel")
+MessageStatus = _gql_enum(m.MessageStatus, "MessageStatus")
+
+Info = strawberry.Info[Context, None]
+
+
+def iso(value: datetime | date | None, info: Info) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(info.context.services.settings.tz).isoformat()
+    return value.isoformat()
+
+
+@strawberry.type
+class Identifier:
+    system: str
+    value: str
+
+
+@strawberry.type
+class HumanName:
+    family: str | None
+    given: list[str]
+    text: str
+
+    @classmethod
+    def of(cls, n: m.HumanName) -> HumanName:
+        return cls(family=n.family, given=list(n.given), text=n.text)
+
+
+@strawberry.type
+class Facility:
+    _m: strawberry.Private[m.Facility]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def code(self) -> str:
+        return self._m.code
+
+    @strawberry.field
+    def name(self) -> str:
+        return self._m.name
+
+    @strawberry.field
+    def level(self) -> FacilityLevel:  # type: ignore[valid-type]
+        return FacilityLevel(self._m.level.value)
+
+
+async def _facility(facility_id: str | None, info: Info) -> Facility | None:
+    if not facility_id:
+        return None
+    f = await info.context.loaders.facility.load(facility_id)
+    return Facility(_m=f) if f else None
+
+
+@strawberry.type
+class Practitioner:
+    _m: strawberry.Private[m.Practitioner]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def name(self) -> HumanName:
+        return HumanName.of(self._m.name)
+
+    @strawberry.field
+    def title(self) -> str | None:
+        return self._m.title.value if self._m.title else None
+
+    @strawberry.field
+    def department(self) -> str | None:
+        return self._m.department
+
+    @strawberry.field
+    async def facility(self, info: Info) -> Facility | None:
+        return await _facility(self._m.facility_id, info)
+
+    @strawberry.field
+    def specialties(self) -> list[str]:
+        return list(self._m.specialties)
+
+    @strawberry.field
+    def expertise(self) -> list[str]:
+        return list(self._m.expertise)
+
+    @strawberry.field
+    def years_experience(self) -> int | None:
+        return self._m.years_experience
+
+    @strawberry.field
+    def online(self) -> bool:
+        return self._m.online
+
+
+async def _practitioner(pid: str | None, info: Info) -> Practitioner | None:
+    if not pid:
+        return None
+    p = await info.context.loaders.practitioner.load(pid)
+    return Practitioner(_m=p) if p else None
+
+
+@strawberry.type
+class Observation:
+    _m: strawberry.Private[m.Observation]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def code(self) -> str:
+        return self._m.code.code
+
+    @strawberry.field
+    def system(self) -> str | None:
+        return self._m.code.system
+
+    @strawberry.field
+    def display(self) -> str | None:
+        return self._m.code.display
+
+    @strawberry.field
+    def value(self) -> str | None:
+        return self._m.display_value
+
+    @strawberry.field
+    def unit(self) -> str | None:
+        return self._m.unit
+
+    @strawberry.field
+    def interpretation(self) -> str | None:
+        return self._m.interpretation
+
+    @strawberry.field
+    def effective_at(self, info: Info) -> str | None:
+        return iso(self._m.effective_at, info)
+
+
+@strawberry.type
+class ImagingStudy:
+    _m: strawberry.Private[m.ImagingStudy]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def study_instance_uid(self) -> str:
+        return self._m.study_instance_uid
+
+    @strawberry.field
+    def accession_number(self) -> str | None:
+        return self._m.accession_number
+
+    @strawberry.field
+    def modalities(self) -> list[str]:
+        return self._m.modalities
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self._m.description
+
+    @strawberry.field
+    def series_count(self) -> int:
+        return self._m.series_count
+
+    @strawberry.field
+    def instance_count(self) -> int:
+        return self._m.instance_count
+
+
+@strawberry.type
+class TimelineEvent:
+    at: str
+    type: str
+    actor: str | None
+    detail: str | None
+
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    node: T
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(page: Page[object], wrap: type) -> Connection:  # type: ignore[type-arg]
+    edges = [Edge(node=wrap(_m=item), cursor=cursor) for item, cursor in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next, has_previous_page=page.has_previous,
+            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=page.total,
+    )

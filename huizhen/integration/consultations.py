@@ -1,0 +1,151 @@
+"""The consultation service: load → workflow transition → save → audit → publish.
+
+Every operation runs in one write transaction; the event goes on the bus only
+after the commit, so a subscriber never sees a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+
+from huizhen.integration import workflow
+from huizhen.integration.errors import BadInput, NotFound
+from huizhen.integration.events import Event, EventBus
+from huizhen.integration.model import (
+    Actor,
+    AuditEvent,
+    Consultation,
+    TimelineEvent,
+    Urgency,
+)
+from huizhen.integration.repo import Repository
+from huizhen.integration.store import Store
+from huizhen.integration.workflow import Transition
+
+TOPIC = "consultation"
+
+
+@dataclass(frozen=True)
+class ConsultationRequest:
+    patient_id: str
+    department: str
+    urgency: Urgency
+    chief_complaint: str
+    disease_code: str | None = None
+    disease_name: str | None = None
+    question: str | None = None
+    expert_id: str | None = None
+    requester_id: str | None = None
+    facility_code: str | None = None
+
+
+class ConsultationService:
+    def __init__(
+        self, store: Store, bus: EventBus, tz: tzinfo, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.tz = tz
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def request(self, req: ConsultationRequest, actor: Actor) -> Consultation:
+        """Create a DRAFT consultation with a fresh ``HZ-YYYYMMDD-NNNN`` number."""
+        if not req.chief_complaint.strip():
+            raise BadInput("chiefComplaint must not be empty")
+        if not req.department.strip():
+            raise BadInput("department must not be empty")
+        at = self.clock()
+        async with self.store.write() as repo:
+            patient = await repo.patients.get(req.patient_id)
+            if patient is None:
+                raise NotFound("Patient", req.patient_id)
+            if req.expert_id and await repo.directory.practitioner(req.expert_id) is None:
+                raise NotFound("Practitioner", req.expert_id)
+            if req.requester_id and await repo.directory.practitioner(req.requester_id) is None:
+                raise NotFound("Practitioner", req.requester_id)
+            facility_id = None
+            if req.facility_code:
+                facility = await repo.directory.facility_by_code(req.facility_code)
+                facility_id = facility.id if facility else None
+            c = Consultation(
+                patient_id=patient.id, department=req.department.strip(), urgency=req.urgency,
+                chief_complaint=req.chief_complaint.strip(), disease_code=req.disease_code,
+                disease_name=req.disease_name, question=req.question,
+                preferred_expert_id=req.expert_id, requester_id=req.requester_id,
+                facility_id=facility_id or patient.facility_id,
+            )
+            c.number = await repo.consultations.next_number(at.astimezone(self.tz).strftime("%Y%m%d"))
+            event = workflow.created(c, at=at, actor=actor.id)
+            await repo.consultations.insert(c)
+            await self._audit(repo, actor, "create", c, at)
+        await self._publish(c, event)
+        return c
+
+    async def submit(self, cid: str, actor: Actor) -> Consultation:
+        return await self._transition(cid, Transition.SUBMIT, actor)
+
+    async def assign(self, cid: str, actor: Actor, expert_id: str | None = None) -> Consultation:
+        return await self._transition(cid, Transition.ASSIGN, actor, expert_id=expert_id)
+
+    async def decline(self, cid: str, actor: Actor, reason: str) -> Consultation:
+        return await self._transition(cid, Transition.DECLINE, actor, detail=reason)
+
+    async def start(self, cid: str, actor: Actor) -> Consultation:
+        return await self._transition(cid, Transition.START, actor)
+
+    async def complete(self, cid: str, actor: Actor, diagnosis: str, treatment_plan: str) -> Consultation:
+        return await self._transition(
+            cid, Transition.COMPLETE, actor, diagnosis=diagnosis, treatment_plan=treatment_plan
+        )
+
+    async def cancel(self, cid: str, actor: Actor, reason: str) -> Consultation:
+        return await self._transition(cid, Transition.CANCEL, actor, detail=reason)
+
+    async def _transition(
+        self, cid: str, transition: Transition, actor: Actor, *, detail: str | None = None,
+        expert_id: str | None = None, diagnosis: str | None = None, treatment_plan: str | None = None,
+    ) -> Consultation:
+        at = self.clock()
+        async with self.store.write() as repo:
+            c = await repo.consultations.get(cid)
+            if c is None:
+                raise NotFound("Consultation", cid)
+            if transition is Transition.ASSIGN:
+                expert_id = expert_id or c.preferred_expert_id
+                if not expert_id:
+                    raise BadInput("expertId is required: this consultation names no preferred expert")
+                if await repo.directory.practitioner(expert_id) is None:
+                    raise NotFound("Practitioner", expert_id)
+            event = workflow.apply(
+                c, transition, at=at, actor=actor.id, detail=detail, expert_id=expert_id,
+                diagnosis=diagnosis, treatment_plan=treatment_plan,
+            )
+            await repo.consultations.save(c)
+            await self._audit(repo, actor, transition.value, c, at)
+        await self._publish(c, event)
+        return c
+
+    async def _audit(self, repo: Repository, actor: Actor, action: str, c: Consultation, at: datetime) -> None:
+        await repo.audit.append(
+            AuditEvent(
+                at=at, actor=actor.id, roles=list(actor.roles), action=action, outcome="success",
+                entity_type="Consultation", entity_id=c.id, detail=c.number, source=actor.source,
+            )
+        )
+
+    async def _publish(self, c: Consultation, event: TimelineEvent) -> None:
+        await self.bus.publish(
+            Event(
+                topic=TOPIC,
+                type=event.type,
+                data={
+                    "id": c.id, "number": c.number, "status": c.status.value, "department": c.department,
+                    "urgency": c.urgency.value, "facility_id": c.facility_id, "expert_id": c.expert_id,
+                    "patient_id": c.patient_id,
+                    "event": {"at": event.at.isoformat(), "type": event.type, "actor": event.actor,
+                              "detail": event.detail},
+                },
+            )
+        )

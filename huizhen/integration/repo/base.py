@@ -1,0 +1,56 @@
+"""What every repository shares: the transaction, the key ring, the dialect."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from huizhen.integration import tables as t
+from huizhen.integration.crypto import KeyRing
+from huizhen.integration.model import HumanName, Identifier
+
+
+class RepoBase:
+    def __init__(self, conn: AsyncConnection, keyring: KeyRing, dialect: str) -> None:
+        self.conn = conn
+        self.keyring = keyring
+        self.dialect = dialect
+
+    def upsert_into(self, table: Any) -> Any:
+        """A dialect insert that supports ``on_conflict_do_*``."""
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    async def next_sequence(self, name: str) -> int:
+        """Atomically increment and return a named counter (row-locked on PostgreSQL)."""
+        stmt = (
+            self.upsert_into(t.sequences)
+            .values(name=name, value=1)
+            .on_conflict_do_update(
+                index_elements=[t.sequences.c.name], set_={"value": t.sequences.c.value + 1}
+            )
+            .returning(t.sequences.c.value)
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def identifiers_to_json(ids: list[Identifier]) -> list[dict[str, str]]:
+    return [{"system": i.system, "value": i.value} for i in ids]
+
+
+def identifiers_from_json(doc: list[dict[str, str]]) -> list[Identifier]:
+    return [Identifier(system=d["system"], value=d["value"]) for d in doc]
+
+
+def name_to_json(n: HumanName) -> dict[str, Any]:
+    return {"family": n.family, "given": list(n.given), "text": n.text}
+
+
+def name_from_json(doc: dict[str, Any]) -> HumanName:
+    return HumanName(family=doc.get("family"), given=tuple(doc.get("given") or ()), text=doc.get("text") or "")

@@ -1,0 +1,147 @@
+"""Encounters, observations and imaging studies of a patient."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from huizhen.integration import tables as t
+from huizhen.integration.model import (
+    Coding,
+    Encounter,
+    ImagingInstance,
+    ImagingSeries,
+    ImagingStudy,
+    Observation,
+    ReferenceRange,
+)
+from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
+
+
+class Clinical(RepoBase):
+    async def save_encounter(self, e: Encounter) -> Encounter:
+        values = {
+            "patient_id": e.patient_id, "identifiers": identifiers_to_json(e.identifiers),
+            "visit_idx": self.keyring.blind_index(e.identifiers[0].system, e.identifiers[0].value)
+            if e.identifiers else None,
+            "status": e.status, "class_code": e.class_code, "facility_id": e.facility_id,
+            "department": e.department, "location": e.location, "attending_id": e.attending_id,
+            "start": e.start, "end": e.end,
+        }
+        exists = (await self.conn.execute(select(t.encounters.c.id).where(t.encounters.c.id == e.id))).first()
+        if exists:
+            await self.conn.execute(t.encounters.update().where(t.encounters.c.id == e.id).values(**values))
+        else:
+            await self.conn.execute(t.encounters.insert().values(id=e.id, **values))
+        return e
+
+    async def add_observations(self, observations: Sequence[Observation]) -> None:
+        if observations:
+            await self.conn.execute(t.observations.insert(), [self._obs_values(o) for o in observations])
+
+    async def observations_for_patients(
+        self, patient_ids: Sequence[str], *, latest: int | None = None
+    ) -> dict[str, list[Observation]]:
+        """Newest first per patient; ``latest`` keeps the first N of each."""
+        rows = await self.conn.execute(
+            select(t.observations)
+            .where(t.observations.c.patient_id.in_(list(patient_ids)))
+            .order_by(t.observations.c.patient_id, t.observations.c.effective_at.desc(), t.observations.c.id)
+        )
+        out: dict[str, list[Observation]] = {pid: [] for pid in patient_ids}
+        for r in rows:
+            bucket = out[r.patient_id]
+            if latest is None or len(bucket) < latest:
+                bucket.append(self._observation(r._mapping))
+        return out
+
+    async def observations_by_ids(self, ids: Sequence[str]) -> list[Observation]:
+        rows = await self.conn.execute(select(t.observations).where(t.observations.c.id.in_(list(ids))))
+        return [self._observation(r._mapping) for r in rows]
+
+    async def studies_for_patients(self, patient_ids: Sequence[str]) -> dict[str, list[ImagingStudy]]:
+        rows = (
+            await self.conn.execute(
+                select(t.imaging_studies)
+                .where(t.imaging_studies.c.patient_id.in_(list(patient_ids)))
+                .order_by(t.imaging_studies.c.started_at.desc(), t.imaging_studies.c.id)
+            )
+        ).all()
+        out: dict[str, list[ImagingStudy]] = {pid: [] for pid in patient_ids}
+        for study in await self._studies(rows):
+            out[study.patient_id].append(study)
+        return out
+
+    async def studies_by_ids(self, ids: Sequence[str]) -> list[ImagingStudy]:
+        rows = (await self.conn.execute(select(t.imaging_studies).where(t.imaging_studies.c.id.in_(list(ids))))).all()
+        return await self._studies(rows)
+
+    async def _studies(self, rows: Sequence[Any]) -> list[ImagingStudy]:
+        ids = [r.id for r in rows]
+        series: dict[str, list[ImagingSeries]] = {i: [] for i in ids}
+        by_uid: dict[str, ImagingSeries] = {}
+        if ids:
+            for s in await self.conn.execute(
+                select(t.imaging_series).where(t.imaging_series.c.study_id.in_(ids)).order_by(t.imaging_series.c.number)
+            ):
+                se = ImagingSeries(s.series_instance_uid, s.modality, s.number, s.description, s.body_site)
+                series[s.study_id].append(se)
+                by_uid[se.series_instance_uid] = se
+        if by_uid:
+            for i in await self.conn.execute(
+                select(t.imaging_instances)
+                .where(t.imaging_instances.c.series_instance_uid.in_(list(by_uid)))
+                .order_by(t.imaging_instances.c.number, t.imaging_instances.c.id)
+            ):
+                by_uid[i.series_instance_uid].instances.append(
+                    ImagingInstance(i.sop_instance_uid, i.sop_class_uid, i.number, i.object_key, i.size,
+                                    i.sha256, bool(i.conflict))
+                )
+        return [
+            ImagingStudy(
+                id=r.id, patient_id=r.patient_id, study_instance_uid=r.study_instance_uid,
+                accession_number=r.accession_number, description=r.description, started_at=r.started_at,
+                facility_id=r.facility_id, consultation_id=r.consultation_id, series=series[r.id],
+            )
+            for r in rows
+        ]
+
+    def _obs_values(self, o: Observation) -> dict[str, Any]:
+        rr = o.reference_range
+        clinical = {
+            # the exact decimal as sent ("5.00" keeps its precision); the column is for queries
+            "quantity": str(o.value_quantity) if o.value_quantity is not None else None,
+            "string": o.value_string,
+            "coding": [o.value_coding.code, o.value_coding.system, o.value_coding.display] if o.value_coding else None,
+            "range": [str(rr.low) if rr and rr.low is not None else None,
+                      str(rr.high) if rr and rr.high is not None else None, rr.text if rr else None] if rr else None,
+        }
+        return {
+            "id": o.id, "patient_id": o.patient_id, "code": o.code.code, "system": o.code.system,
+            "display": o.code.display, "status": o.status, "value_type": o.value_type,
+            "value_quantity": o.value_quantity, "value_enc": self.keyring.encrypt_json(clinical),
+            "unit": o.unit, "interpretation": o.interpretation, "effective_at": o.effective_at,
+            "identifiers": identifiers_to_json(o.identifiers), "encounter_id": o.encounter_id,
+            "consultation_id": o.consultation_id,
+        }
+
+    def _observation(self, m: Any) -> Observation:
+        clinical = self.keyring.decrypt_json(m["value_enc"]) if m["value_enc"] else {}
+        coding, rng = clinical.get("coding"), clinical.get("range")
+        return Observation(
+            id=m["id"], patient_id=m["patient_id"], code=Coding(m["code"], m["system"], m["display"]),
+            status=m["status"], value_type=m["value_type"],
+            value_quantity=Decimal(clinical["quantity"]) if clinical.get("quantity") is not None else None,
+            value_string=clinical.get("string"),
+            value_coding=Coding(coding[0], coding[1], coding[2]) if coding else None,
+            unit=m["unit"],
+            reference_range=ReferenceRange(
+                Decimal(rng[0]) if rng[0] else None, Decimal(rng[1]) if rng[1] else None, rng[2]
+            ) if rng else None,
+            interpretation=m["interpretation"], effective_at=m["effective_at"],
+            identifiers=identifiers_from_json(m["identifiers"]), encounter_id=m["encounter_id"],
+            consultation_id=m["consultation_id"],
+        )

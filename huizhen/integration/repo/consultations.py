@@ -1,0 +1,192 @@
+"""Consultations with their timeline and attached entities."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from huizhen.integration import tables as t
+from huizhen.integration.errors import Conflict
+from huizhen.integration.model import (
+    Consultation,
+    ConsultationStatus,
+    Identifier,
+    TimelineEvent,
+    Urgency,
+)
+from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
+from huizhen.integration.repo.base import RepoBase
+
+_LINKS = {"Observation": "observation_ids", "ImagingStudy": "study_ids", "Document": "document_ids"}
+_TIMES = ("scheduled_at", "created_at", "submitted_at", "assigned_at", "started_at", "completed_at", "cancelled_at")
+
+
+class Consultations(RepoBase):
+    async def next_number(self, day: str) -> str:
+        """``HZ-<day>-NNNN``: a per-day counter, unique under concurrency."""
+        n = await self.next_sequence(f"consultation:{day}")
+        return f"HZ-{day}-{n:04d}"
+
+    async def insert(self, c: Consultation) -> Consultation:
+        c.version = 1
+        await self.conn.execute(t.consultations.insert().values(id=c.id, number=c.number, **self._values(c)))
+        await self._append_timeline(c, already=0)
+        await self._save_links(c)
+        return c
+
+    async def save(self, c: Consultation) -> Consultation:
+        """Update ``c``; a concurrent update since it was read is a :class:`Conflict`."""
+        stored = len(await self._timeline_seqs(c.id))
+        result = await self.conn.execute(
+            t.consultations.update()
+            .where(t.consultations.c.id == c.id, t.consultations.c.version == c.version)
+            .values({**self._values(c), "version": c.version + 1})
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"consultation {c.number} was changed concurrently; reload and retry")
+        c.version += 1
+        await self._append_timeline(c, already=stored)
+        await self._save_links(c)
+        return c
+
+    async def get(self, consultation_id: str) -> Consultation | None:
+        found = await self.by_ids([consultation_id])
+        return found[0] if found else None
+
+    async def by_ids(self, ids: Sequence[str]) -> list[Consultation]:
+        rows = (await self.conn.execute(select(t.consultations).where(t.consultations.c.id.in_(list(ids))))).all()
+        return await self._hydrate(rows)
+
+    async def by_source_order(self, order: Identifier) -> Consultation | None:
+        key = self.keyring.blind_index(order.system, order.value)
+        rows = (
+            await self.conn.execute(select(t.consultations).where(t.consultations.c.source_order_idx == key))
+        ).all()
+        found = await self._hydrate(rows)
+        return found[0] if found else None
+
+    async def for_patients(self, patient_ids: Sequence[str]) -> list[Consultation]:
+        rows = (
+            await self.conn.execute(
+                select(t.consultations)
+                .where(t.consultations.c.patient_id.in_(list(patient_ids)))
+                .order_by(t.consultations.c.created_at.desc(), t.consultations.c.id.desc())
+            )
+        ).all()
+        return await self._hydrate(rows)
+
+    async def search(
+        self, *, statuses: Sequence[ConsultationStatus] | None = None, department: str | None = None,
+        urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
+        patient_id: str | None = None, first: int | None = None, after: str | None = None,
+    ) -> Page[Consultation]:
+        """Newest first, keyset-paged."""
+        c = t.consultations.c
+        q = select(t.consultations)
+        if statuses:
+            q = q.where(c.status.in_([s.value for s in statuses]))
+        for col, value in ((c.department, department), (c.facility_id, facility_id),
+                           (c.expert_id, expert_id), (c.patient_id, patient_id)):
+            if value is not None:
+                q = q.where(col == value)
+        if urgency is not None:
+            q = q.where(c.urgency == urgency.value)
+        total = (await self.conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        size = page_size(first)
+        if after:
+            at, cid = decode_cursor(after, 2)
+            q = q.where(keyset_after(c.created_at, c.id, datetime.fromisoformat(at), cid, descending=True))
+        rows = (await self.conn.execute(q.order_by(c.created_at.desc(), c.id.desc()).limit(size + 1))).all()
+        items = await self._hydrate(rows[:size])
+        return Page(
+            items=[(x, encode_cursor(x.created_at.isoformat() if x.created_at else "", x.id)) for x in items],
+            total=total, has_next=len(rows) > size, has_previous=after is not None,
+        )
+
+    def _values(self, c: Consultation) -> dict[str, Any]:
+        clinical = {
+            "chief_complaint": c.chief_complaint, "question": c.question, "symptoms": c.symptoms,
+            "diagnosis": c.diagnosis, "treatment_plan": c.treatment_plan, "cancel_reason": c.cancel_reason,
+        }
+        order = c.source_order
+        return {
+            "patient_id": c.patient_id, "requester_id": c.requester_id, "facility_id": c.facility_id,
+            "department": c.department, "disease_code": c.disease_code, "disease_name": c.disease_name,
+            "urgency": c.urgency.value, "status": c.status.value, "expert_id": c.expert_id,
+            "preferred_expert_id": c.preferred_expert_id,
+            "clinical_enc": self.keyring.encrypt_json(clinical),
+            "source_order_idx": self.keyring.blind_index(order.system, order.value) if order else None,
+            "source_order_enc": self.keyring.encrypt_json([order.system, order.value]) if order else None,
+            "version": c.version,
+            **{name: getattr(c, name) for name in _TIMES},
+        }
+
+    async def _timeline_seqs(self, cid: str) -> list[int]:
+        rows = await self.conn.execute(
+            select(t.timeline_events.c.seq).where(t.timeline_events.c.consultation_id == cid)
+        )
+        return list(rows.scalars())
+
+    async def _append_timeline(self, c: Consultation, *, already: int) -> None:
+        new = c.timeline[already:]
+        if new:
+            await self.conn.execute(
+                t.timeline_events.insert(),
+                [
+                    {"consultation_id": c.id, "seq": already + i + 1, "at": e.at, "type": e.type,
+                     "actor": e.actor, "detail_enc": self.keyring.encrypt_text(e.detail)}
+                    for i, e in enumerate(new)
+                ],
+            )
+
+    async def _save_links(self, c: Consultation) -> None:
+        rows = [
+            {"consultation_id": c.id, "entity_type": kind, "entity_id": eid}
+            for kind, attr in _LINKS.items()
+            for eid in getattr(c, attr)
+        ]
+        await self.conn.execute(t.consultation_links.delete().where(t.consultation_links.c.consultation_id == c.id))
+        if rows:
+            await self.conn.execute(t.consultation_links.insert(), rows)
+
+    async def _hydrate(self, rows: Sequence[Any]) -> list[Consultation]:
+        ids = [r.id for r in rows]
+        timelines: dict[str, list[TimelineEvent]] = {i: [] for i in ids}
+        links: dict[str, list[Any]] = {i: [] for i in ids}
+        if ids:
+            for e in await self.conn.execute(
+                select(t.timeline_events)
+                .where(t.timeline_events.c.consultation_id.in_(ids))
+                .order_by(t.timeline_events.c.consultation_id, t.timeline_events.c.seq)
+            ):
+                timelines[e.consultation_id].append(
+                    TimelineEvent(at=e.at, type=e.type, actor=e.actor, detail=self.keyring.decrypt_text(e.detail_enc))
+                )
+            for link in await self.conn.execute(
+                select(t.consultation_links).where(t.consultation_links.c.consultation_id.in_(ids))
+            ):
+                links[link.consultation_id].append(link)
+        return [self._consultation(r._mapping, timelines[r.id], links[r.id]) for r in rows]
+
+    def _consultation(self, m: Any, timeline: list[TimelineEvent], links: list[Any]) -> Consultation:
+        clinical = self.keyring.decrypt_json(m["clinical_enc"])
+        order = self.keyring.decrypt_json(m["source_order_enc"]) if m["source_order_enc"] else None
+        c = Consultation(
+            id=m["id"], number=m["number"], patient_id=m["patient_id"], requester_id=m["requester_id"],
+            facility_id=m["facility_id"], department=m["department"], disease_code=m["disease_code"],
+            disease_name=m["disease_name"], urgency=Urgency(m["urgency"]),
+            status=ConsultationStatus(m["status"]), expert_id=m["expert_id"],
+            preferred_expert_id=m["preferred_expert_id"],
+            chief_complaint=clinical["chief_complaint"], question=clinical.get("question"),
+            symptoms=clinical.get("symptoms") or [], diagnosis=clinical.get("diagnosis"),
+            treatment_plan=clinical.get("treatment_plan"), cancel_reason=clinical.get("cancel_reason"),
+            source_order=Identifier(order[0], order[1]) if order else None,
+            timeline=timeline, version=m["version"],
+            **{name: m[name] for name in _TIMES},
+        )
+        for link in links:
+            getattr(c, _LINKS[link.entity_type]).append(link.entity_id)
+        return c

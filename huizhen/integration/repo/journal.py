@@ -1,0 +1,81 @@
+"""The message journal: every inbound message, raw (encrypted), with its outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from huizhen.integration import tables as t
+from huizhen.integration.model import EntityRef, Message, MessageStatus
+from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
+from huizhen.integration.repo.base import RepoBase
+
+
+class Journal(RepoBase):
+    async def add(self, m: Message) -> Message:
+        await self.conn.execute(t.messages.insert().values(id=m.id, **self._values(m)))
+        return m
+
+    async def update(self, m: Message) -> Message:
+        await self.conn.execute(t.messages.update().where(t.messages.c.id == m.id).values(**self._values(m)))
+        return m
+
+    async def get(self, message_id: str) -> Message | None:
+        row = (await self.conn.execute(select(t.messages).where(t.messages.c.id == message_id))).first()
+        return self._message(row._mapping) if row else None
+
+    async def processed(self, sender: str, control_id: str) -> Message | None:
+        """The earlier message from ``sender`` with ``control_id`` that was answered, if any."""
+        row = (
+            await self.conn.execute(
+                select(t.messages)
+                .where(
+                    t.messages.c.sender == sender,
+                    t.messages.c.control_id == control_id,
+                    t.messages.c.status.in_([MessageStatus.PROCESSED.value, MessageStatus.FILTERED.value]),
+                )
+                .order_by(t.messages.c.received_at)
+                .limit(1)
+            )
+        ).first()
+        return self._message(row._mapping) if row else None
+
+    async def search(
+        self, *, channel: str | None = None, status: MessageStatus | None = None,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Message]:
+        c = t.messages.c
+        q = select(t.messages)
+        if channel is not None:
+            q = q.where(c.channel == channel)
+        if status is not None:
+            q = q.where(c.status == status.value)
+        total = (await self.conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        size = page_size(first)
+        if after:
+            at, mid = decode_cursor(after, 2)
+            q = q.where(keyset_after(c.received_at, c.id, datetime.fromisoformat(at), mid, descending=True))
+        rows = (await self.conn.execute(q.order_by(c.received_at.desc(), c.id.desc()).limit(size + 1))).all()
+        items = [self._message(r._mapping) for r in rows[:size]]
+        return Page(
+            items=[(m, encode_cursor(m.received_at.isoformat(), m.id)) for m in items],
+            total=total, has_next=len(rows) > size, has_previous=after is not None,
+        )
+
+    def _values(self, m: Message) -> dict[str, Any]:
+        return {
+            "channel": m.channel, "peer": m.peer, "sender": m.sender, "control_id": m.control_id,
+            "type": m.type, "raw_enc": self.keyring.encrypt(m.raw), "status": m.status.value,
+            "error": m.error, "ack": m.ack, "effects": [[e.type, e.id] for e in m.effects],
+            "received_at": m.received_at, "processed_at": m.processed_at,
+        }
+
+    def _message(self, r: Any) -> Message:
+        return Message(
+            id=r["id"], channel=r["channel"], peer=r["peer"], sender=r["sender"], control_id=r["control_id"],
+            type=r["type"], raw=self.keyring.decrypt(r["raw_enc"]), status=MessageStatus(r["status"]),
+            error=r["error"], ack=r["ack"], effects=[EntityRef(k, i) for k, i in r["effects"]],
+            received_at=r["received_at"], processed_at=r["processed_at"],
+        )

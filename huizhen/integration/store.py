@@ -1,0 +1,87 @@
+"""The canonical store: one async engine on SQLite (WAL) or PostgreSQL.
+
+``Store.write()`` opens a write transaction and ``Store.read()`` a read-only
+one; both hand out a :class:`Repository` bound to that transaction. On SQLite
+writes are serialised inside the process (one asyncio lock, ``BEGIN
+IMMEDIATE`` against other processes) because SQLite has a single writer; on
+PostgreSQL they run concurrently and rely on row locks and unique keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from huizhen.integration.crypto import KeyRing
+from huizhen.integration.repo import Repository
+
+_WRITE = "huizhen_write"
+
+
+class Store:
+    def __init__(self, url: str, keyring: KeyRing, *, echo: bool = False) -> None:
+        self.url = url
+        self.keyring = keyring
+        self.dialect = make_url(url).get_backend_name()
+        self.engine: AsyncEngine = _create_engine(url, echo=echo)
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[Repository]:
+        async with self._serialised(), self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield Repository(conn, self.keyring, self.dialect)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Repository]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield Repository(conn, self.keyring, self.dialect)
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+        else:
+            async with self._write_lock:
+                yield
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, echo=echo)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # SQLAlchemy emits BEGIN itself (below) so that writers can say IMMEDIATE
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",  # an ACK promises durability: fsync every commit
+            "foreign_keys=ON",
+            "busy_timeout=10000",
+        ):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

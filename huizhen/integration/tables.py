@@ -1,0 +1,322 @@
+"""SQLAlchemy 2 table definitions of the canonical store (SQLite and PostgreSQL).
+
+Columns ending in ``_enc`` hold AES-GCM ciphertext (see ``crypto.py``);
+columns ending in ``_idx`` hold the keyed blind index used for exact search.
+Everything else is plaintext needed for filtering and joins (status,
+department, urgency, codes, UIDs) and carries no direct identifier.
+Alembic migrations in ``migrations/`` are generated from this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every back end."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = String(32)
+
+
+def _id(**kw: Any) -> Column[str]:
+    return Column("id", ID, primary_key=True, **kw)
+
+
+facilities = Table(
+    "facilities",
+    metadata,
+    _id(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("region", String(100)),
+)
+
+patients = Table(
+    "patients",
+    metadata,
+    _id(),
+    Column("facility_id", ID, ForeignKey("facilities.id")),
+    Column("gender", String(16)),
+    Column("phi_enc", LargeBinary, nullable=False),  # name, birth date, phone, address
+    Column("merged_into", ID, ForeignKey("patients.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+patient_identifiers = Table(
+    "patient_identifiers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patient_id", ID, ForeignKey("patients.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("system_enc", LargeBinary, nullable=False),
+    Column("value_enc", LargeBinary, nullable=False),
+    Column("system_value_idx", String(64), nullable=False, unique=True),
+    Column("value_idx", String(64), nullable=False, index=True),
+)
+
+# blind-index tokens of a patient's name (full name, family name, given name)
+patient_search_tokens = Table(
+    "patient_search_tokens",
+    metadata,
+    Column("patient_id", ID, ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True),
+    Column("token_idx", String(64), primary_key=True),
+    Index("ix_patient_search_tokens_token", "token_idx"),
+)
+
+practitioners = Table(
+    "practitioners",
+    metadata,
+    _id(),
+    Column("name", JSON, nullable=False),
+    Column("identifiers", JSON, nullable=False),
+    Column("facility_id", ID, ForeignKey("facilities.id")),
+    Column("department", String(100), index=True),
+    Column("title", String(32)),
+    Column("specialties", JSON, nullable=False),
+    Column("expertise", JSON, nullable=False),
+    Column("years_experience", Integer),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("avg_response_minutes", Float),
+)
+
+practitioner_identifiers = Table(
+    "practitioner_identifiers",
+    metadata,
+    Column("practitioner_id", ID, ForeignKey("practitioners.id", ondelete="CASCADE"), nullable=False),
+    Column("system", String(200), primary_key=True),
+    Column("value", String(200), primary_key=True),
+)
+
+encounters = Table(
+    "encounters",
+    metadata,
+    _id(),
+    Column("patient_id", ID, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("identifiers", JSON, nullable=False),
+    Column("visit_idx", String(64), unique=True),  # blind index of the first visit number
+    Column("status", String(32), nullable=False),
+    Column("class_code", String(16)),
+    Column("facility_id", ID, ForeignKey("facilities.id")),
+    Column("department", String(100)),
+    Column("location", String(200)),
+    Column("attending_id", ID, ForeignKey("practitioners.id")),
+    Column("start", UTCDateTime),
+    Column("end", UTCDateTime),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    _id(),
+    Column("patient_id", ID, ForeignKey("patients.id"), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("system", String(200)),
+    Column("display", String(300)),
+    Column("status", String(32), nullable=False),
+    Column("value_type", String(8)),
+    Column("value_quantity", Numeric(precision=28, scale=10)),
+    Column("value_enc", LargeBinary),  # string / coded value, range text: free clinical text
+    Column("unit", String(64)),
+    Column("interpretation", String(16)),
+    Column("effective_at", UTCDateTime),
+    Column("identifiers", JSON, nullable=False),
+    Column("encounter_id", ID, ForeignKey("encounters.id")),
+    Column("consultation_id", ID, ForeignKey("consultations.id")),
+    Index("ix_observations_patient_effective", "patient_id", "effective_at"),
+)
+
+imaging_studies = Table(
+    "imaging_studies",
+    metadata,
+    _id(),
+    Column("patient_id", ID, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("study_instance_uid", String(64), nullable=False, unique=True),
+    Column("accession_number", String(64), index=True),
+    Column("description", String(200)),
+    Column("started_at", UTCDateTime),
+    Column("facility_id", ID, ForeignKey("facilities.id")),
+    Column("consultation_id", ID, ForeignKey("consultations.id")),
+)
+
+imaging_series = Table(
+    "imaging_series",
+    metadata,
+    Column("series_instance_uid", String(64), primary_key=True),
+    Column("study_id", ID, ForeignKey("imaging_studies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("modality", String(16)),
+    Column("number", Integer),
+    Column("description", String(200)),
+    Column("body_site", String(64)),
+)
+
+imaging_instances = Table(
+    "imaging_instances",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("series_instance_uid", String(64), ForeignKey("imaging_series.series_instance_uid", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("sop_instance_uid", String(64), nullable=False, index=True),
+    Column("sop_class_uid", String(64)),
+    Column("number", Integer),
+    Column("object_key", String(300)),
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+    Column("conflict", Boolean, nullable=False, default=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    _id(),
+    Column("patient_id", ID, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("title", String(300), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("text_enc", LargeBinary),
+    Column("object_key", String(300)),
+    Column("identifiers", JSON, nullable=False),
+    Column("consultation_id", ID, ForeignKey("consultations.id")),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+consultations = Table(
+    "consultations",
+    metadata,
+    _id(),
+    Column("number", String(32), nullable=False, unique=True),
+    Column("patient_id", ID, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("requester_id", ID, ForeignKey("practitioners.id")),
+    Column("facility_id", ID, ForeignKey("facilities.id"), index=True),
+    Column("department", String(100), nullable=False),
+    Column("disease_code", String(32)),
+    Column("disease_name", String(200)),
+    Column("urgency", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expert_id", ID, ForeignKey("practitioners.id"), index=True),
+    Column("preferred_expert_id", ID, ForeignKey("practitioners.id")),
+    Column("clinical_enc", LargeBinary, nullable=False),  # complaint, question, symptoms, diagnosis, plan
+    Column("source_order_idx", String(64), unique=True),  # blind index of (system, order number)
+    Column("source_order_enc", LargeBinary),
+    Column("scheduled_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("assigned_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("cancelled_at", UTCDateTime),
+    Column("version", Integer, nullable=False),
+    Index("ix_consultations_status_dept", "status", "department"),
+    Index("ix_consultations_created", "created_at", "id"),
+)
+
+consultation_links = Table(
+    "consultation_links",
+    metadata,
+    Column("consultation_id", ID, ForeignKey("consultations.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity_type", String(32), primary_key=True),
+    Column("entity_id", ID, primary_key=True),
+)
+
+timeline_events = Table(
+    "timeline_events",
+    metadata,
+    Column("consultation_id", ID, ForeignKey("consultations.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("actor", String(100)),
+    Column("detail_enc", LargeBinary),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    Column("channel", String(32), nullable=False),
+    Column("peer", String(200)),
+    Column("sender", String(200)),
+    Column("control_id", String(200)),
+    Column("type", String(64)),
+    Column("raw_enc", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("ack", Text),
+    Column("effects", JSON, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime),
+    Index("ix_messages_sender_control", "sender", "control_id"),
+    Index("ix_messages_channel_received", "channel", "received_at"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", ID, nullable=False, unique=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_type", String(64)),
+    Column("entity_id", String(64), index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Column("source", String(200)),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64), nullable=False),
+)
+
+# named counters (consultation numbers per day); incremented with an atomic upsert
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

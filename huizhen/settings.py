@@ -1,0 +1,173 @@
+"""Settings: ``config/huizhen.toml`` defaults, ``--config FILE``, ``HUIZHEN_*`` environment.
+
+Precedence, lowest first: built-in defaults, the config file, the environment.
+A bad value stops start-up with one line naming the setting and what it allows
+(:class:`ConfigurationError`); nothing is validated with ``assert``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from huizhen.integration.errors import ConfigurationError
+
+ENV_PREFIX = "HUIZHEN_"
+_PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "huizhen.toml"
+
+
+def default_config_file() -> Path | None:
+    """``./config/huizhen.toml`` if present, else the one beside the package."""
+    for candidate in (Path.cwd() / "config" / "huizhen.toml", _PROJECT_CONFIG):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseModel):
+    """Every key here is also ``HUIZHEN_<KEY>`` in the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("./huizhen-data")
+    database_url: str | None = None  # None: SQLite in the data folder
+    broker_url: str | None = None  # None: in-process bus
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    mllp_port: int = Field(default=2575, ge=0, le=65535)
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    dicom_ae: str = Field(default="HUIZHEN", min_length=1, max_length=16)
+    dicom_peers: str | None = None
+    timezone: str = "Asia/Shanghai"
+    token_ttl_seconds: int = Field(default=3600, gt=0)
+    log_level: str = "INFO"
+    graphiql: bool | None = None  # None: on in development, off in production
+    max_query_depth: int = Field(default=12, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v or None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
+        return v or None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone such as Asia/Shanghai") from exc
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        allowed = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if v.upper() not in allowed:
+            raise ValueError(f"allowed: {', '.join(allowed)}")
+        return v.upper()
+
+    @field_validator("dicom_peers")
+    @classmethod
+    def _peers(cls, v: str | None) -> str | None:
+        for item in filter(None, (v or "").split(",")):
+            ae, sep, facility = item.partition("=")
+            if not sep or not ae.strip() or not facility.strip() or len(ae.strip()) > 16:
+                raise ValueError("must be AE=FACILITY[,AE2=FACILITY2] with AE titles of 1-16 characters")
+        return v or None
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def development(self) -> bool:
+        return self.env is Environment.DEVELOPMENT
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.development if self.graphiql is None else self.graphiql
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'huizhen.db').resolve()}"
+
+    @property
+    def peers(self) -> dict[str, str]:
+        pairs = (i.partition("=") for i in (self.dicom_peers or "").split(",") if i)
+        return {ae.strip(): facility.strip() for ae, _, facility in pairs}
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file (the default one if it exists) and the environment."""
+    environ = os.environ if environ is None else environ
+    path = config_file or (Path(environ["HUIZHEN_CONFIG"]) if "HUIZHEN_CONFIG" in environ else None)
+    values: dict[str, Any] = {}
+    path = path or default_config_file()
+    if path is not None:
+        values.update(_read_toml(path))
+    for name in Settings.model_fields:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            values[name] = environ[key]
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigurationError(_one_line(exc, values)) from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = data.get("huizhen", data)
+    unknown = sorted(set(section) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigurationError(
+            f"config file {path}: unknown setting {unknown[0]!r}; "
+            f"known: {', '.join(Settings.model_fields)}"
+        )
+    return dict(section)
+
+
+def _one_line(exc: ValidationError, values: Mapping[str, Any]) -> str:
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "?"
+    field = Settings.model_fields.get(name)
+    allowed = ""
+    if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, StrEnum):
+        allowed = f" (allowed: {', '.join(m.value for m in field.annotation)})"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return (
+        f"invalid setting {name} (env {ENV_PREFIX}{name.upper()}) = {values.get(name)!r}: "
+        f"{msg}{allowed}"
+    )
