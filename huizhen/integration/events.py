@@ -123,6 +123,13 @@ class RedisBus:
 
     async def start(self) -> None:
         await self._pubsub.psubscribe(self._prefix + "*")
+        # wait for Redis to confirm, so that nothing published after start() is missed
+        while True:
+            msg = await self._pubsub.get_message(timeout=5.0)
+            if msg is None:
+                raise ConnectionError("Redis did not confirm the event-bus subscription")
+            if msg["type"] == "psubscribe":
+                break
         self._task = asyncio.create_task(self._listen(), name="redis-bus")
 
     async def _listen(self) -> None:

@@ -1,0 +1,216 @@
+"""The canonical store on both back ends: a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from huizhen.integration import tables
+from huizhen.integration.consultations import ConsultationRequest, ConsultationService
+from huizhen.integration.errors import Conflict, InvalidTransition, NotFound
+from huizhen.integration.events import InProcessBus
+from huizhen.integration.model import (
+    Actor,
+    Coding,
+    ConsultationStatus,
+    Facility,
+    FacilityLevel,
+    Gender,
+    HumanName,
+    Identifier,
+    Observation,
+    Patient,
+    Practitioner,
+    PractitionerTitle,
+    ReferenceRange,
+    Urgency,
+)
+from huizhen.integration.store import Store
+from huizhen.settings import Settings
+
+TZ = Settings().tz
+DOCTOR = Actor("doc-1", ("primary_doctor",), "TWN001")
+MRN = "urn:test:TWN001:mrn"
+
+
+async def seed(store: Store) -> tuple[Patient, Practitioner]:
+    async with store.write() as repo:
+        f = await repo.directory.save_facility(Facility("TWN001", "石桥镇卫生院", FacilityLevel.PRIMARY))
+        p = await repo.patients.save(Patient(
+            name=HumanName.of("欧阳", ("志远",)), identifiers=[Identifier(MRN, "M001"), Identifier("urn:id", "ID77")],
+            gender=Gender.MALE, birth_date=date(1949, 1, 5), phone="13800000004", address="东城区1号", facility_id=f.id,
+        ))
+        e = await repo.directory.save_practitioner(Practitioner(
+            name=HumanName.of("王", ("建国",)), identifiers=[Identifier("urn:staff", "E1")], department="心血管内科",
+            title=PractitionerTitle.CHIEF, expertise=["I20"], online=True,
+        ))
+    return p, e
+
+
+async def test_migrations_match_the_tables(store: Store) -> None:
+    async with store.engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), tables.metadata))
+    assert diff == []
+
+
+async def test_patient_round_trip_with_identifiers(store: Store) -> None:
+    p, _ = await seed(store)
+    async with store.read() as repo:
+        got = await repo.patients.get(p.id)
+        by_id = await repo.patients.by_identifier(MRN, "M001")
+    assert got is not None and by_id is not None and by_id.id == p.id
+    assert got.name.text == "欧阳志远" and got.name.family == "欧阳"
+    assert got.identifiers == [Identifier(MRN, "M001"), Identifier("urn:id", "ID77")]
+    assert (got.gender, got.birth_date, got.phone, got.address) == (Gender.MALE, date(1949, 1, 5), "13800000004", "东城区1号")
+    assert got.created_at is not None and got.created_at.tzinfo is not None
+
+
+async def test_no_plaintext_phi_in_the_database(store: Store) -> None:
+    await seed(store)
+    async with store.engine.connect() as conn:
+        dump = []
+        for table in ("patients", "patient_identifiers", "patient_search_tokens"):
+            for row in await conn.execute(text(f"SELECT * FROM {table}")):
+                dump.append(repr(tuple(row)))
+    blob = "\n".join(dump)
+    for secret in ("欧阳", "志远", "M001", "ID77", "13800000004", "东城区", "1949"):
+        assert secret not in blob
+
+
+async def test_identifier_belongs_to_one_patient(store: Store) -> None:
+    await seed(store)
+    async with store.write() as repo:
+        with pytest.raises(Conflict, match="M001"):
+            await repo.patients.save(Patient(name=HumanName.of("李", ("四",)), identifiers=[Identifier(MRN, "M001")]))
+
+
+async def test_search_by_name_and_identifier_with_paging(store: Store) -> None:
+    async with store.write() as repo:
+        for i in range(5):
+            await repo.patients.save(Patient(name=HumanName.of("张", (f"三{i}",)), identifiers=[Identifier(MRN, f"P{i}")]))
+    async with store.read() as repo:
+        by_family = await repo.patients.search(search="张", first=2)
+        assert by_family.total == 5 and len(by_family.items) == 2 and by_family.has_next
+        seen = [p.id for p, _ in by_family.items]
+        cursor = by_family.items[-1][1]
+        while cursor:
+            page = await repo.patients.search(search="张", first=2, after=cursor)
+            seen += [p.id for p, _ in page.items]
+            cursor = page.items[-1][1] if page.has_next else None
+        assert len(seen) == len(set(seen)) == 5
+        assert [p.name.text for p, _ in (await repo.patients.search(search="张三3")).items] == ["张三3"]
+        assert (await repo.patients.search(identifier="P4")).total == 1
+        assert (await repo.patients.search(identifier=f"{MRN}|P2")).total == 1
+        assert (await repo.patients.search(identifier="other|P2")).total == 0
+
+
+async def test_observation_keeps_exact_decimal(store: Store) -> None:
+    p, _ = await seed(store)
+    obs = Observation(
+        patient_id=p.id, code=Coding("2345-7", "http://loinc.org", "Glucose"), value_type="NM",
+        value_quantity=Decimal("5.60"), unit="mmol/L", reference_range=ReferenceRange(Decimal("3.9"), Decimal("6.1")),
+        interpretation="N", effective_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC),
+    )
+    async with store.write() as repo:
+        await repo.clinical.add_observations([obs])
+    async with store.read() as repo:
+        [got] = (await repo.clinical.observations_for_patients([p.id]))[p.id]
+    assert str(got.value_quantity) == "5.60" and got.display_value == "5.60"
+    assert got.reference_range == ReferenceRange(Decimal("3.9"), Decimal("6.1"), None)
+    assert got.effective_at == obs.effective_at
+
+
+async def test_consultation_workflow_persists_timeline(store: Store) -> None:
+    p, e = await seed(store)
+    svc = ConsultationService(store, InProcessBus(), TZ)
+    c = await svc.request(ConsultationRequest(p.id, "心血管内科", Urgency.URGENT, "胸闷三天", expert_id=e.id), DOCTOR)
+    assert c.number.startswith("HZ-") and c.status is ConsultationStatus.DRAFT
+    await svc.submit(c.id, DOCTOR)
+    await svc.assign(c.id, DOCTOR)  # the preferred expert
+    await svc.start(c.id, Actor(e.id, ("expert",)))
+    await svc.complete(c.id, Actor(e.id, ("expert",)), "不稳定型心绞痛", "收住院")
+    async with store.read() as repo:
+        got = await repo.consultations.get(c.id)
+    assert got is not None and got.status is ConsultationStatus.COMPLETED and got.expert_id == e.id
+    assert [t.type for t in got.timeline] == ["CREATED", "SUBMITTED", "ASSIGNED", "STARTED", "COMPLETED"]
+    assert [t.actor for t in got.timeline][-1] == e.id
+    assert got.diagnosis == "不稳定型心绞痛" and got.chief_complaint == "胸闷三天"
+    with pytest.raises(InvalidTransition):
+        await svc.cancel(c.id, DOCTOR, "too late")
+
+
+async def test_unknown_ids_are_not_found(store: Store) -> None:
+    p, _ = await seed(store)
+    svc = ConsultationService(store, InProcessBus(), TZ)
+    with pytest.raises(NotFound):
+        await svc.request(ConsultationRequest("nope", "x", Urgency.ROUTINE, "y"), DOCTOR)
+    c = await svc.request(ConsultationRequest(p.id, "x", Urgency.ROUTINE, "y"), DOCTOR)
+    await svc.submit(c.id, DOCTOR)
+    with pytest.raises(NotFound):
+        await svc.assign(c.id, DOCTOR, "no-such-expert")
+    with pytest.raises(NotFound):
+        await svc.start("no-such-consultation", DOCTOR)
+
+
+async def test_stale_version_is_a_conflict(store: Store) -> None:
+    p, _ = await seed(store)
+    svc = ConsultationService(store, InProcessBus(), TZ)
+    c = await svc.request(ConsultationRequest(p.id, "x", Urgency.ROUTINE, "y"), DOCTOR)
+    async with store.read() as repo:
+        stale = await repo.consultations.get(c.id)
+    await svc.submit(c.id, DOCTOR)
+    assert stale is not None
+    stale.chief_complaint = "overwritten"
+    async with store.write() as repo:
+        with pytest.raises(Conflict):
+            await repo.consultations.save(stale)
+
+
+async def test_200_concurrent_creations_get_distinct_numbers(store: Store) -> None:
+    p, _ = await seed(store)
+    svc = ConsultationService(store, InProcessBus(), TZ)
+    made = await asyncio.gather(*(
+        svc.request(ConsultationRequest(p.id, "心血管内科", Urgency.ROUTINE, f"complaint {i}"), DOCTOR)
+        for i in range(200)
+    ))
+    numbers = {c.number for c in made}
+    assert len(numbers) == 200
+    day = datetime.now(UTC).astimezone(TZ).strftime("%Y%m%d")
+    assert numbers == {f"HZ-{day}-{n:04d}" for n in range(1, 201)}
+
+
+async def test_audit_chain_links_every_write(store: Store) -> None:
+    p, _ = await seed(store)
+    svc = ConsultationService(store, InProcessBus(), TZ)
+    c = await svc.request(ConsultationRequest(p.id, "x", Urgency.ROUTINE, "y"), DOCTOR)
+    await svc.submit(c.id, DOCTOR)
+    async with store.read() as repo:
+        events = [e async for e in repo.audit.all()]
+    assert [e.action for e in events] == ["create", "submit"]
+    assert events[0].prev_hash is None and events[1].prev_hash == events[0].hash
+
+
+def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
+    import sqlite3
+
+    from huizhen.integration import migrate
+    from huizhen.integration.crypto import load_or_create_keyring
+
+    db = tmp_path / "wal.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{db}")
+
+    async def touch() -> None:
+        s = Store(f"sqlite+aiosqlite:///{db}", load_or_create_keyring(tmp_path))
+        async with s.write() as repo:
+            await repo.directory.save_facility(Facility("F", "F"))
+        await s.close()
+
+    asyncio.run(touch())
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
