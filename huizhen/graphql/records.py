@@ -82,11 +82,11 @@ class Consultation:
         return self._m.number
 
     @strawberry.field
-    def status(self) -> ConsultationStatus:  # type: ignore[valid-type]
+    def status(self) -> ConsultationStatus:
         return ConsultationStatus(self._m.status.value)
 
     @strawberry.field
-    def urgency(self) -> Urgency:  # type: ignore[valid-type]
+    def urgency(self) -> Urgency:
         return Urgency(self._m.urgency.value)
 
     @strawberry.field

@@ -26,7 +26,7 @@ from huizhen.integration.consultations import ConsultationRequest
 class ConsultationInput:
     patient_id: strawberry.ID
     department: str
-    urgency: Urgency  # type: ignore[valid-type]
+    urgency: Urgency
     chief_complaint: str
     disease_code: str | None = None
     question: str | None = None
@@ -62,8 +62,8 @@ class Query:
 
     @strawberry.field
     async def consultations(
-        self, info: Info, status: list[ConsultationStatus] | None = None,  # type: ignore[valid-type]
-        department: str | None = None, urgency: Urgency | None = None,  # type: ignore[valid-type]
+        self, info: Info, status: list[ConsultationStatus] | None = None,
+        department: str | None = None, urgency: Urgency | None = None,
         first: int | None = None, after: str | None = None,
     ) -> Connection[Consultation]:
         async with info.context.services.store.read() as repo:

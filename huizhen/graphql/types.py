@@ -17,15 +17,40 @@ from huizhen.integration import model as m
 from huizhen.integration.paging import Page
 
 
-def _gql_enum(source: type[enum.Enum], name: str) -> type[enum.Enum]:
-    """The model's enum, copied for GraphQL so the model stays free of strawberry."""
-    return strawberry.enum(enum.Enum(name, {e.name: e.value for e in source}))  # type: ignore[return-value]
+# The model's enums, restated for GraphQL so that the model stays free of
+# strawberry; tests/unit/test_graphql_enums.py keeps the two in step.
+@strawberry.enum
+class ConsultationStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
 
 
-ConsultationStatus = _gql_enum(m.ConsultationStatus, "ConsultationStatus")
-Urgency = _gql_enum(m.Urgency, "Urgency")
-FacilityLevel = _gql_enum(m.FacilityLevel, "FacilityLevel")
-MessageStatus = _gql_enum(m.MessageStatus, "MessageStatus")
+@strawberry.enum
+class Urgency(enum.Enum):
+    ROUTINE = "ROUTINE"
+    URGENT = "URGENT"
+    CRITICAL = "CRITICAL"
+
+
+@strawberry.enum
+class FacilityLevel(enum.Enum):
+    PRIMARY = "PRIMARY"
+    SECONDARY = "SECONDARY"
+    TERTIARY = "TERTIARY"
+
+
+@strawberry.enum
+class MessageStatus(enum.Enum):
+    RECEIVED = "RECEIVED"
+    PROCESSED = "PROCESSED"
+    DUPLICATE = "DUPLICATE"
+    FILTERED = "FILTERED"
+    ERROR = "ERROR"
+
 
 Info = strawberry.Info[Context, None]
 
@@ -72,7 +97,7 @@ class Facility:
         return self._m.name
 
     @strawberry.field
-    def level(self) -> FacilityLevel:  # type: ignore[valid-type]
+    def level(self) -> FacilityLevel:
         return FacilityLevel(self._m.level.value)
 
 

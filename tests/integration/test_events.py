@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from huizhen.integration.events import Event, InProcessBus, RedisBus
+from huizhen.integration.events import Event, InProcessBus, RedisBus, Subscription
 
 
-async def next_event(sub, timeout: float = 5.0) -> Event:  # type: ignore[no-untyped-def]
-    return await asyncio.wait_for(sub.__anext__(), timeout)
+async def next_event(sub: Subscription) -> Event:
+    return await asyncio.wait_for(sub.__anext__(), 5.0)
 
 
 async def test_in_process_delivers_by_topic() -> None:

@@ -26,17 +26,32 @@ async def server(tmp_path: Path, db_url: str) -> AsyncIterator[RunningServer]:
     async with running_server(tmp_path / "data", db_url) as srv:
         async with srv.services.store.write() as repo:
             f = await repo.directory.save_facility(Facility("TWN001", "石桥镇卫生院", FacilityLevel.PRIMARY))
-            await repo.directory.save_practitioner(Practitioner(
-                id="doc1", name=HumanName.of("孙", ("丽",)), identifiers=[Identifier("s", "D1")], facility_id=f.id,
-                department="全科",
-            ))
-            await repo.directory.save_practitioner(Practitioner(
-                id="exp1", name=HumanName.of("王", ("建国",)), identifiers=[Identifier("s", "E1")],
-                department="心血管内科", online=True,
-            ))
-            await repo.patients.save(Patient(
-                id="pat1", name=HumanName.of("吴", ("桂兰",)), identifiers=[Identifier("mrn", "M1")], facility_id=f.id,
-            ))
+            await repo.directory.save_practitioner(
+                Practitioner(
+                    id="doc1",
+                    name=HumanName.of("孙", ("丽",)),
+                    identifiers=[Identifier("s", "D1")],
+                    facility_id=f.id,
+                    department="全科",
+                )
+            )
+            await repo.directory.save_practitioner(
+                Practitioner(
+                    id="exp1",
+                    name=HumanName.of("王", ("建国",)),
+                    identifiers=[Identifier("s", "E1")],
+                    department="心血管内科",
+                    online=True,
+                )
+            )
+            await repo.patients.save(
+                Patient(
+                    id="pat1",
+                    name=HumanName.of("吴", ("桂兰",)),
+                    identifiers=[Identifier("mrn", "M1")],
+                    facility_id=f.id,
+                )
+            )
         yield srv
 
 
@@ -74,38 +89,63 @@ async def test_unauthenticated_requests_are_refused(server: RunningServer, kind:
 
 async def test_body_of_unauthenticated_request_is_not_parsed(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        r = await http.post("/graphql", content=b"\x00\xff not json at all", headers={"content-type": "application/json"})
+        r = await http.post(
+            "/graphql", content=b"\x00\xff not json at all", headers={"content-type": "application/json"}
+        )
     assert r.status_code == 401 and r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 async def test_me(doctor: GraphQLClient) -> None:
     data = await doctor.execute("{ me { id roles facility practitioner { name { text } } patient { id } } }")
-    assert data["me"] == {"id": "doc1", "roles": ["primary_doctor"], "facility": "TWN001",
-                          "practitioner": {"name": {"text": "孙丽"}}, "patient": None}
+    assert data["me"] == {
+        "id": "doc1",
+        "roles": ["primary_doctor"],
+        "facility": "TWN001",
+        "practitioner": {"name": {"text": "孙丽"}},
+        "patient": None,
+    }
 
 
 async def test_full_workflow_over_http(server: RunningServer, doctor: GraphQLClient) -> None:
-    created = (await doctor.execute(
-        f"""mutation($input: ConsultationInput!) {{ requestConsultation(input: $input) {{ {CONSULTATION} }} }}""",
-        input={"patientId": "pat1", "department": "心血管内科", "urgency": "URGENT", "chiefComplaint": "胸闷三天",
-               "diseaseCode": "I20.0", "question": "是否需要转诊？"},
-    ))["requestConsultation"]
+    created = (
+        await doctor.execute(
+            f"""mutation($input: ConsultationInput!) {{ requestConsultation(input: $input) {{ {CONSULTATION} }} }}""",
+            input={
+                "patientId": "pat1",
+                "department": "心血管内科",
+                "urgency": "URGENT",
+                "chiefComplaint": "胸闷三天",
+                "diseaseCode": "I20.0",
+                "question": "是否需要转诊？",
+            },
+        )
+    )["requestConsultation"]
     cid = created["id"]
     assert created["status"] == "DRAFT" and created["number"].startswith("HZ-")
-    assert created["patient"]["name"]["text"] == "吴桂兰" and created["facility"] == {"code": "TWN001", "level": "PRIMARY"}
+    assert created["patient"]["name"]["text"] == "吴桂兰" and created["facility"] == {
+        "code": "TWN001",
+        "level": "PRIMARY",
+    }
     await doctor.execute("mutation($id: ID!) { submitConsultation(id: $id) { status } }", id=cid)
     coordinator = server.client(server.token("coord1", "coordinator"))
     expert = server.client(server.token("exp1", "expert"))
     try:
-        assigned = (await coordinator.execute(
-            "mutation($id: ID!, $e: ID) { assignExpert(id: $id, expertId: $e) { status expert { id } } }", id=cid, e="exp1"
-        ))["assignExpert"]
+        assigned = (
+            await coordinator.execute(
+                "mutation($id: ID!, $e: ID) { assignExpert(id: $id, expertId: $e) { status expert { id } } }",
+                id=cid,
+                e="exp1",
+            )
+        )["assignExpert"]
         assert assigned == {"status": "ASSIGNED", "expert": {"id": "exp1"}}
         await expert.execute("mutation($id: ID!) { startConsultation(id: $id) { status } }", id=cid)
-        done = (await expert.execute(
-            f"mutation($id: ID!) {{ completeConsultation(id: $id, diagnosis: \"不稳定型心绞痛\", treatmentPlan: \"收住院\") {{ {CONSULTATION} }} }}",
-            id=cid,
-        ))["completeConsultation"]
+        done = (
+            await expert.execute(
+                "mutation($id: ID!) { completeConsultation(id: $id, diagnosis: \"不稳定型心绞痛\","
+                f' treatmentPlan: "收住院") {{ {CONSULTATION} }} }}',
+                id=cid,
+            )
+        )["completeConsultation"]
     finally:
         await coordinator.aclose()
         await expert.aclose()
@@ -114,33 +154,47 @@ async def test_full_workflow_over_http(server: RunningServer, doctor: GraphQLCli
     assert [e["actor"] for e in done["timeline"]] == ["doc1", "doc1", "coord1", "exp1", "exp1"]
     stamps = [e["at"] for e in done["timeline"]]
     assert stamps == sorted(stamps) and all(s.endswith("+08:00") for s in stamps)
-    again = (await doctor.execute(f"query($id: ID!) {{ consultation(id: $id) {{ {CONSULTATION} }} }}", id=cid))
+    again = await doctor.execute(f"query($id: ID!) {{ consultation(id: $id) {{ {CONSULTATION} }} }}", id=cid)
     assert again["consultation"] == done
 
 
 async def test_invalid_transition_answers_its_code(doctor: GraphQLClient) -> None:
-    cid = (await doctor.execute(
-        'mutation { requestConsultation(input: {patientId: "pat1", department: "心血管内科", urgency: ROUTINE,'
-        ' chiefComplaint: "头晕"}) { id } }'
-    ))["requestConsultation"]["id"]
+    cid = (
+        await doctor.execute(
+            'mutation { requestConsultation(input: {patientId: "pat1", department: "心血管内科", urgency: ROUTINE,'
+            ' chiefComplaint: "头晕"}) { id } }'
+        )
+    )["requestConsultation"]["id"]
     body = (await doctor.raw("mutation($id: ID!) { startConsultation(id: $id) { status } }", id=cid)).json()
     error = body["errors"][0]
     assert error["extensions"]["code"] == "INVALID_TRANSITION"
     assert "DRAFT" in error["message"] and "start" in error["message"]
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    ('mutation { submitConsultation(id: "nope") { id } }', "NOT_FOUND"),
-    ('mutation { requestConsultation(input: {patientId: "nope", department: "x", urgency: URGENT,'
-     ' chiefComplaint: "y"}) { id } }', "NOT_FOUND"),
-    ('mutation { requestConsultation(input: {patientId: "pat1", department: "x", urgency: URGENT,'
-     ' chiefComplaint: "  "}) { id } }', "BAD_INPUT"),
-    ('mutation { requestConsultation(input: {patientId: "pat1", department: "x", urgency: SOON,'
-     ' chiefComplaint: "y"}) { id } }', "GRAPHQL_VALIDATION_FAILED"),
-    ("{ consultations(first: 1000) { totalCount } }", "BAD_INPUT"),
-    ('{ consultations(after: "!!notacursor") { totalCount } }', "BAD_INPUT"),
-    ("{ me { id ", "GRAPHQL_VALIDATION_FAILED"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ('mutation { submitConsultation(id: "nope") { id } }', "NOT_FOUND"),
+        (
+            'mutation { requestConsultation(input: {patientId: "nope", department: "x", urgency: URGENT,'
+            ' chiefComplaint: "y"}) { id } }',
+            "NOT_FOUND",
+        ),
+        (
+            'mutation { requestConsultation(input: {patientId: "pat1", department: "x", urgency: URGENT,'
+            ' chiefComplaint: "  "}) { id } }',
+            "BAD_INPUT",
+        ),
+        (
+            'mutation { requestConsultation(input: {patientId: "pat1", department: "x", urgency: SOON,'
+            ' chiefComplaint: "y"}) { id } }',
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        ("{ consultations(first: 1000) { totalCount } }", "BAD_INPUT"),
+        ('{ consultations(after: "!!notacursor") { totalCount } }', "BAD_INPUT"),
+        ("{ me { id ", "GRAPHQL_VALIDATION_FAILED"),
+    ],
+)
 async def test_errors_carry_codes(doctor: GraphQLClient, query: str, code: str) -> None:
     assert await doctor.error_code(query) == code
 
@@ -153,15 +207,24 @@ async def test_missing_entities_read_as_null(doctor: GraphQLClient) -> None:
 async def test_consultations_connection_filters_and_pages(doctor: GraphQLClient) -> None:
     ids = []
     for i, urgency in enumerate(["ROUTINE", "URGENT", "CRITICAL", "URGENT", "ROUTINE"]):
-        ids.append((await doctor.execute(
-            "mutation($input: ConsultationInput!) { requestConsultation(input: $input) { id } }",
-            input={"patientId": "pat1", "department": "心血管内科" if i % 2 else "呼吸内科", "urgency": urgency,
-                   "chiefComplaint": f"c{i}"},
-        ))["requestConsultation"]["id"])
+        ids.append(
+            (
+                await doctor.execute(
+                    "mutation($input: ConsultationInput!) { requestConsultation(input: $input) { id } }",
+                    input={
+                        "patientId": "pat1",
+                        "department": "心血管内科" if i % 2 else "呼吸内科",
+                        "urgency": urgency,
+                        "chiefComplaint": f"c{i}",
+                    },
+                )
+            )["requestConsultation"]["id"]
+        )
     await doctor.execute("mutation($id: ID!) { submitConsultation(id: $id) { id } }", id=ids[1])
     q = """query($first: Int, $after: String, $status: [ConsultationStatus!], $dept: String, $urg: Urgency) {
       consultations(first: $first, after: $after, status: $status, department: $dept, urgency: $urg) {
-        totalCount edges { cursor node { id status } } pageInfo { hasNextPage hasPreviousPage endCursor startCursor } } }"""
+        totalCount edges { cursor node { id status } }
+        pageInfo { hasNextPage hasPreviousPage endCursor startCursor } } }"""
     page1 = (await doctor.execute(q, first=2))["consultations"]
     assert page1["totalCount"] == 5 and page1["pageInfo"]["hasNextPage"]
     assert [e["node"]["id"] for e in page1["edges"]] == ids[::-1][:2]  # newest first
@@ -181,13 +244,17 @@ async def test_consultations_connection_filters_and_pages(doctor: GraphQLClient)
 
 async def test_patients_and_experts(doctor: GraphQLClient) -> None:
     data = await doctor.execute(
-        '{ patients(search: "吴桂兰") { totalCount edges { node { id identifiers { system value } facility { code } } } }'
+        '{ patients(search: "吴桂兰") { totalCount'
+        " edges { node { id identifiers { system value } facility { code } } } }"
         ' byId: patients(identifier: "M1") { totalCount }'
         ' experts(department: "心血管内科", online: true) { id name { text } online } }'
     )
     assert data["patients"]["totalCount"] == 1
-    assert data["patients"]["edges"][0]["node"] == {"id": "pat1", "identifiers": [{"system": "mrn", "value": "M1"}],
-                                                    "facility": {"code": "TWN001"}}
+    assert data["patients"]["edges"][0]["node"] == {
+        "id": "pat1",
+        "identifiers": [{"system": "mrn", "value": "M1"}],
+        "facility": {"code": "TWN001"},
+    }
     assert data["byId"]["totalCount"] == 1
     assert data["experts"] == [{"id": "exp1", "name": {"text": "王建国"}, "online": True}]
 

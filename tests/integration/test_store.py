@@ -43,14 +43,27 @@ MRN = "urn:test:TWN001:mrn"
 async def seed(store: Store) -> tuple[Patient, Practitioner]:
     async with store.write() as repo:
         f = await repo.directory.save_facility(Facility("TWN001", "石桥镇卫生院", FacilityLevel.PRIMARY))
-        p = await repo.patients.save(Patient(
-            name=HumanName.of("欧阳", ("志远",)), identifiers=[Identifier(MRN, "M001"), Identifier("urn:id", "ID77")],
-            gender=Gender.MALE, birth_date=date(1949, 1, 5), phone="13800000004", address="东城区1号", facility_id=f.id,
-        ))
-        e = await repo.directory.save_practitioner(Practitioner(
-            name=HumanName.of("王", ("建国",)), identifiers=[Identifier("urn:staff", "E1")], department="心血管内科",
-            title=PractitionerTitle.CHIEF, expertise=["I20"], online=True,
-        ))
+        p = await repo.patients.save(
+            Patient(
+                name=HumanName.of("欧阳", ("志远",)),
+                identifiers=[Identifier(MRN, "M001"), Identifier("urn:id", "ID77")],
+                gender=Gender.MALE,
+                birth_date=date(1949, 1, 5),
+                phone="13800000004",
+                address="东城区1号",
+                facility_id=f.id,
+            )
+        )
+        e = await repo.directory.save_practitioner(
+            Practitioner(
+                name=HumanName.of("王", ("建国",)),
+                identifiers=[Identifier("urn:staff", "E1")],
+                department="心血管内科",
+                title=PractitionerTitle.CHIEF,
+                expertise=["I20"],
+                online=True,
+            )
+        )
     return p, e
 
 
@@ -68,7 +81,12 @@ async def test_patient_round_trip_with_identifiers(store: Store) -> None:
     assert got is not None and by_id is not None and by_id.id == p.id
     assert got.name.text == "欧阳志远" and got.name.family == "欧阳"
     assert got.identifiers == [Identifier(MRN, "M001"), Identifier("urn:id", "ID77")]
-    assert (got.gender, got.birth_date, got.phone, got.address) == (Gender.MALE, date(1949, 1, 5), "13800000004", "东城区1号")
+    assert (got.gender, got.birth_date, got.phone, got.address) == (
+        Gender.MALE,
+        date(1949, 1, 5),
+        "13800000004",
+        "东城区1号",
+    )
     assert got.created_at is not None and got.created_at.tzinfo is not None
 
 
@@ -94,7 +112,9 @@ async def test_identifier_belongs_to_one_patient(store: Store) -> None:
 async def test_search_by_name_and_identifier_with_paging(store: Store) -> None:
     async with store.write() as repo:
         for i in range(5):
-            await repo.patients.save(Patient(name=HumanName.of("张", (f"三{i}",)), identifiers=[Identifier(MRN, f"P{i}")]))
+            await repo.patients.save(
+                Patient(name=HumanName.of("张", (f"三{i}",)), identifiers=[Identifier(MRN, f"P{i}")])
+            )
     async with store.read() as repo:
         by_family = await repo.patients.search(search="张", first=2)
         assert by_family.total == 5 and len(by_family.items) == 2 and by_family.has_next
@@ -114,9 +134,14 @@ async def test_search_by_name_and_identifier_with_paging(store: Store) -> None:
 async def test_observation_keeps_exact_decimal(store: Store) -> None:
     p, _ = await seed(store)
     obs = Observation(
-        patient_id=p.id, code=Coding("2345-7", "http://loinc.org", "Glucose"), value_type="NM",
-        value_quantity=Decimal("5.60"), unit="mmol/L", reference_range=ReferenceRange(Decimal("3.9"), Decimal("6.1")),
-        interpretation="N", effective_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC),
+        patient_id=p.id,
+        code=Coding("2345-7", "http://loinc.org", "Glucose"),
+        value_type="NM",
+        value_quantity=Decimal("5.60"),
+        unit="mmol/L",
+        reference_range=ReferenceRange(Decimal("3.9"), Decimal("6.1")),
+        interpretation="N",
+        effective_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC),
     )
     async with store.write() as repo:
         await repo.clinical.add_observations([obs])
@@ -176,10 +201,12 @@ async def test_stale_version_is_a_conflict(store: Store) -> None:
 async def test_200_concurrent_creations_get_distinct_numbers(store: Store) -> None:
     p, _ = await seed(store)
     svc = ConsultationService(store, InProcessBus(), TZ)
-    made = await asyncio.gather(*(
-        svc.request(ConsultationRequest(p.id, "心血管内科", Urgency.ROUTINE, f"complaint {i}"), DOCTOR)
-        for i in range(200)
-    ))
+    made = await asyncio.gather(
+        *(
+            svc.request(ConsultationRequest(p.id, "心血管内科", Urgency.ROUTINE, f"complaint {i}"), DOCTOR)
+            for i in range(200)
+        )
+    )
     numbers = {c.number for c in made}
     assert len(numbers) == 200
     day = datetime.now(UTC).astimezone(TZ).strftime("%Y%m%d")

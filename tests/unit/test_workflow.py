@@ -4,7 +4,8 @@ import pytest
 
 from huizhen.integration import workflow
 from huizhen.integration.errors import BadInput, InvalidTransition
-from huizhen.integration.model import Consultation, ConsultationStatus as S, Urgency
+from huizhen.integration.model import Consultation, Urgency
+from huizhen.integration.model import ConsultationStatus as S
 from huizhen.integration.workflow import Transition as T
 
 AT = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -59,7 +60,13 @@ def test_full_path_records_timeline_in_order() -> None:
     for t in (T.SUBMIT, T.ASSIGN, T.DECLINE, T.ASSIGN, T.START, T.COMPLETE):
         workflow.apply(c, t, at=AT, actor="x", **ARGS.get(t, {}))  # type: ignore[arg-type]
     assert [e.type for e in c.timeline] == [
-        "CREATED", "SUBMITTED", "ASSIGNED", "DECLINED", "ASSIGNED", "STARTED", "COMPLETED"
+        "CREATED",
+        "SUBMITTED",
+        "ASSIGNED",
+        "DECLINED",
+        "ASSIGNED",
+        "STARTED",
+        "COMPLETED",
     ]
     assert c.status is S.COMPLETED and c.diagnosis == "心绞痛" and c.completed_at == AT
 
@@ -71,12 +78,15 @@ def test_decline_clears_expert() -> None:
     assert c.expert_id is None and c.status is S.PENDING
 
 
-@pytest.mark.parametrize(("transition", "status", "kwargs"), [
-    (T.CANCEL, S.PENDING, {"detail": "  "}),
-    (T.DECLINE, S.ASSIGNED, {}),
-    (T.COMPLETE, S.IN_PROGRESS, {"diagnosis": "x"}),
-    (T.ASSIGN, S.PENDING, {}),
-])
+@pytest.mark.parametrize(
+    ("transition", "status", "kwargs"),
+    [
+        (T.CANCEL, S.PENDING, {"detail": "  "}),
+        (T.DECLINE, S.ASSIGNED, {}),
+        (T.COMPLETE, S.IN_PROGRESS, {"diagnosis": "x"}),
+        (T.ASSIGN, S.PENDING, {}),
+    ],
+)
 def test_missing_reason_or_result_is_bad_input(transition: T, status: S, kwargs: dict[str, str]) -> None:
     c = consultation(status)
     with pytest.raises(BadInput):
