@@ -1,0 +1,125 @@
+"""Commands: the effects a mapping asks for, applied by the engine in order.
+
+A mapping is a pure function from a message to a list of commands; it knows
+no database, so it cannot know internal ids. Everything it refers to is named
+by external identifiers (a patient by its identifiers, a consultation by its
+source order number), and the engine resolves them when it applies the
+command. Model objects inside a command carry ``UNRESOLVED`` in the id fields
+the engine fills in (``Observation.patient_id``, ``Consultation.patient_id``…).
+
+Upserts merge: a field left ``None`` or empty (an empty name, an empty list)
+keeps what is stored; identifiers are added to those already known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from huizhen.integration.model import (
+    Coding,
+    Consultation,
+    Encounter,
+    Identifier,
+    Observation,
+    Patient,
+    Practitioner,
+)
+
+UNRESOLVED = ""  # an internal id the engine resolves from the command's identifiers
+
+PatientRef = tuple[Identifier, ...]  # any one of them finds the patient
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertPatient:
+    """Create the patient, or update the one any of ``patient.identifiers`` finds."""
+
+    patient: Patient
+    facility_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertEncounter:
+    """Create or update the visit that any of ``encounter.identifiers`` finds."""
+
+    encounter: Encounter
+    patient: PatientRef
+    facility_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DischargeEncounter:
+    """End the visit (status ``finished``); ``end`` is when, if the message says."""
+
+    patient: PatientRef
+    visit: tuple[Identifier, ...]
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MergePatients:
+    """The patient found by ``merged`` now links to the one found by ``survivor``."""
+
+    survivor: PatientRef
+    merged: PatientRef
+
+
+@dataclass(frozen=True, slots=True)
+class AddObservations:
+    """Results for a patient; attached to the consultation whose source order is ``order``.
+
+    ``original_codes`` keeps, by observation id, the local code an observation
+    came with when a code table translated it (the model holds one code).
+    """
+
+    patient: PatientRef
+    observations: tuple[Observation, ...]
+    order: Identifier | None = None
+    original_codes: Mapping[str, Coding] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestConsultation:
+    """A consultation requested by an order; idempotent on ``consultation.source_order``.
+
+    The engine creates it as a DRAFT and submits it (DRAFT → PENDING) through the
+    workflow, so the timeline records the request; a repeat of the same source
+    order changes nothing.
+    """
+
+    consultation: Consultation
+    patient: PatientRef
+    requester: Practitioner | None = None
+    facility_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelConsultation:
+    """The order behind a consultation was cancelled by its placer."""
+
+    order: Identifier
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConsultation:
+    """The consultation whose source order is ``order`` is booked for ``start``."""
+
+    order: Identifier
+    start: datetime
+    end: datetime | None = None
+    appointment: tuple[Identifier, ...] = ()
+
+
+Command = (
+    UpsertPatient
+    | UpsertEncounter
+    | DischargeEncounter
+    | MergePatients
+    | AddObservations
+    | RequestConsultation
+    | CancelConsultation
+    | ScheduleConsultation
+)

@@ -1,0 +1,88 @@
+"""OBX-5 by OBX-2, and OBX-7 reference ranges."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from huizhen.integration.model import Coding, ReferenceRange
+
+from .datatypes import coding
+from .errors import MappingError
+from .parse import Composite, Segment
+from .tables import ErrorCode
+
+TEXT_TYPES = frozenset({"ST", "TX", "FT"})
+CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_INTERVAL = re.compile(rf"\s*({_NUMBER})\s*(?:-|–|—|~|to)\s*({_NUMBER})", re.IGNORECASE)
+_BOUND = re.compile(rf"\s*(<=|>=|≤|≥|<|>)\s*({_NUMBER})")
+_UPPER = frozenset({"<", "<=", "≤"})
+
+Value = tuple[Decimal | None, str | None, Coding | None]  # quantity, string, coding
+
+
+def observation_value(obx: Segment, value_type: str) -> Value:
+    """NM → Decimal; SN → its text (and a Decimal when it is a plain number);
+    ST/TX/FT → text with repetitions on new lines; CE/CWE → Coding; others → text."""
+    if not obx.first(5):
+        return None, None, None
+    if value_type == "NM":
+        return _number(obx, obx.get(5)), None, None
+    if value_type == "SN":
+        return _structured_numeric(obx)
+    if value_type in CODED_TYPES:
+        found = coding(obx.first(5))
+        return (None, None, found) if found else (None, obx.text(5) or None, None)
+    return None, obx.text(5) or None, None
+
+
+def _structured_numeric(obx: Segment) -> Value:
+    comparator, first, separator, second = (obx.get(5, n) for n in (1, 2, 3, 4))
+    for number in (first, second):
+        if number:
+            _number(obx, number)
+    text = f"{comparator}{first}{separator}{second}"
+    plain = first and comparator in ("", "=") and not separator and not second
+    return (_number(obx, first) if plain else None), text, None
+
+
+def _number(obx: Segment, text: str) -> Decimal:
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise MappingError(
+            f"OBX-5 {text!r} is not a number although OBX-2 is {obx.get(2)}",
+            code=ErrorCode.DATA_TYPE_ERROR,
+            location=obx.location(5),
+        )
+    return number
+
+
+def reference_range(rep: Composite) -> ReferenceRange | None:
+    """``3.5-5.5``, ``0 to 2``, ``3.5–5.5 mg/dL``, ``<5``, ``>=10``, or ``3.5&5.5``."""
+    if not rep:
+        return None
+    parts = [p for p in rep.subcomponents(1) if p]
+    if len(parts) == 2 and all(_decimal(p) is not None for p in parts):
+        return ReferenceRange(_decimal(parts[0]), _decimal(parts[1]), f"{parts[0]}-{parts[1]}")
+    text = rep.text()
+    interval = _INTERVAL.match(text)
+    if interval:
+        return ReferenceRange(_decimal(interval.group(1)), _decimal(interval.group(2)), text)
+    bound = _BOUND.match(text)
+    if bound:
+        limit = _decimal(bound.group(2))
+        upper = bound.group(1) in _UPPER
+        return ReferenceRange(None if upper else limit, limit if upper else None, text)
+    return ReferenceRange(text=text)
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
