@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -20,17 +20,33 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from huizhen import __version__
+from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
 from huizhen.integration.crypto import load_or_create_keyring
+from huizhen.integration.engine import Codec, InboundEngine
+from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
+from huizhen.integration.model import Message
 from huizhen.integration.store import Store
+from huizhen.mappings.codes import load_code_tables
+from huizhen.mappings.hl7v2.context import MappingContext
+from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
 from huizhen.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChannelState:
+    """What ``channels`` reports beside the journal counts: direction, run state, queue depth."""
+
+    direction: str
+    state: str = "stopped"
+    queued: int = 0
 
 
 @dataclass
@@ -40,6 +56,20 @@ class Services:
     bus: EventBus
     tokens: TokenService
     consultations: ConsultationService
+    engine: InboundEngine
+    codecs: dict[str, Codec] = field(default_factory=dict)
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+
+    async def reprocess(self, message_id: str) -> Message:
+        """Re-run a journaled ERROR message through its channel's current mappings."""
+        async with self.store.read() as repo:
+            found = await repo.journal.get(message_id)
+        if found is None:
+            raise NotFound("Message", message_id)
+        codec = self.codecs.get(found.channel)
+        if codec is None:
+            raise BadInput(f"messages of channel {found.channel!r} cannot be reprocessed")
+        return (await self.engine.reprocess(codec, message_id)).message
 
     async def close(self) -> None:
         await self.bus.close()
@@ -67,12 +97,20 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         await asyncio.to_thread(migrate.upgrade, url)
     store = Store(url, keyring)
     bus = await create_bus(settings.broker_url)
+    hl7 = Hl7Codec(
+        default_registry(),
+        MappingContext(tables=load_code_tables(settings.resolved_mappings_dir), timezone=settings.tz),
+        processing_id=settings.hl7_processing_id,
+    )
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds),
         consultations=ConsultationService(store, bus, settings.tz),
+        engine=InboundEngine(store, bus, settings.tz),
+        codecs={hl7.channel: hl7},
+        channels={hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped")},
     )
 
 

@@ -99,6 +99,28 @@ def demo(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--host", default=None, help="MLLP host (default: the configured host).")
+@click.option("--port", type=int, default=None, help="MLLP port (default: the configured mllp_port).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each ACK.")
+@click.pass_context
+def send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port: int | None, timeout: float) -> None:
+    """Send HL7 v2 files (one or many messages each) over MLLP and print each ACK code."""
+    from huizhen.adapters.hl7_send import count_messages, send_files
+
+    settings = _settings(ctx)
+    total = count_messages(files)
+    with click.progressbar(length=total, label="sending", file=sys.stderr) as bar:
+        report = asyncio.run(send_files(files, host or settings.host, port or settings.mllp_port,
+                                        timeout_s=timeout, progress=bar.update))
+    for line in report.lines:
+        click.echo(line)
+    summary = ", ".join(f"{code} {n}" for code, n in sorted(report.codes.items()))
+    click.echo(f"sent {report.sent} message(s): {summary}", err=True)
+    sys.exit(0 if report.all_accepted else 1)
+
+
+@main.command()
 def schema() -> None:
     """Print the GraphQL SDL."""
     from huizhen.graphql.schema import build_schema

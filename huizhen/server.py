@@ -3,14 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
+from collections.abc import AsyncIterator
 
 import uvicorn
 
-from huizhen.app import build_app, create_services
+from huizhen.adapters.hl7_channel import MllpInbound
+from huizhen.adapters.mllp import MllpServer
+from huizhen.adapters.mllp_tls import server_ssl_context
+from huizhen.app import Services, build_app, create_services
 from huizhen.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def tls_context(settings: Settings, *, require_client_cert: bool = False) -> ssl.SSLContext | None:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    ca = str(settings.tls_client_ca_file) if settings.tls_client_ca_file else None
+    return server_ssl_context(
+        str(settings.tls_cert_file), str(settings.tls_key_file), ca, require_client_cert=require_client_cert
+    )
+
+
+@contextlib.asynccontextmanager
+async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
+    """Start the non-HTTP listeners (MLLP…); yields the ports they bound."""
+    settings = services.settings
+    ports: dict[str, int] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.mllp_port:
+            mllp = MllpServer(
+                MllpInbound(services.engine, services.codecs["mllp"]), settings.host, settings.mllp_port,
+                max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
+                max_connections=settings.mllp_max_connections,
+                ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
+            )
+            await mllp.start()
+            stack.push_async_callback(mllp.stop)
+            services.channels["mllp"].state = "listening"
+            ports["mllp"] = mllp.port
+            log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
+        yield ports
+        for state in services.channels.values():
+            if state.state == "listening":
+                state.state = "stopped"
 
 
 async def run(settings: Settings) -> None:
@@ -20,15 +59,16 @@ async def run(settings: Settings) -> None:
         extra={"env": settings.env.value, "database": services.store.dialect,
                "broker": "redis" if settings.broker_url else "in-process", "http_port": settings.http_port},
     )
-    if settings.http_port == 0:
-        log.info("HTTP listener disabled (http_port = 0)")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await services.close()
-        return
-    config = uvicorn.Config(
-        build_app(services), host=settings.host, port=settings.http_port,
-        log_config=None, lifespan="on", proxy_headers=False, server_header=False,
-    )
-    await uvicorn.Server(config).serve()
+    async with listeners(services):
+        if settings.http_port == 0:
+            log.info("HTTP listener disabled (http_port = 0)")
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await services.close()
+            return
+        config = uvicorn.Config(
+            build_app(services), host=settings.host, port=settings.http_port,
+            log_config=None, lifespan="on", proxy_headers=False, server_header=False,
+        )
+        await uvicorn.Server(config).serve()

@@ -56,6 +56,17 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     graphiql: bool | None = None  # None: on in development, off in production
     max_query_depth: int = Field(default=12, gt=0)
+    # TLS for every listener (HTTP, MLLP, DICOM) from one certificate
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None  # set: peers may present a client certificate (mutual TLS)
+    # HL7 v2 over MLLP
+    mllp_max_frame_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    mllp_idle_timeout_seconds: float = Field(default=600.0, gt=0)
+    mllp_max_connections: int = Field(default=256, ge=1)
+    mllp_require_client_cert: bool = False
+    hl7_processing_id: str | None = None  # P, D or T: refuse (AR) messages of another MSH-11; none: accept any
+    mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
 
     @field_validator("database_url")
     @classmethod
@@ -97,6 +108,13 @@ class Settings(BaseModel):
                 raise ValueError("must be AE=FACILITY[,AE2=FACILITY2] with AE titles of 1-16 characters")
         return v or None
 
+    @field_validator("hl7_processing_id")
+    @classmethod
+    def _processing_id(cls, v: str | None) -> str | None:
+        if v and v not in ("P", "D", "T"):
+            raise ValueError("allowed: P, D, T")
+        return v or None
+
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
@@ -114,6 +132,13 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'huizhen.db').resolve()}"
+
+    @property
+    def resolved_mappings_dir(self) -> Path:
+        if self.mappings_dir is not None:
+            return self.mappings_dir
+        config = default_config_file()
+        return (config.parent if config else _PROJECT_CONFIG.parent) / "mappings"
 
     @property
     def peers(self) -> dict[str, str]:

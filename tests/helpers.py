@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from huizhen.app import Services, build_app, create_services
+from huizhen.server import listeners
 from huizhen.settings import Settings
 from tests.conftest import free_port
 
@@ -21,6 +22,7 @@ from tests.conftest import free_port
 class RunningServer:
     base_url: str
     services: Services
+    ports: dict[str, int]
 
     def token(self, sub: str, *roles: str, facility: str | None = None, ttl: int | None = None) -> str:
         return self.services.tokens.issue(sub, list(roles) or ["primary_doctor"], facility, ttl)
@@ -33,20 +35,23 @@ class RunningServer:
 async def running_server(data_dir: Path, database_url: str, **overrides: Any) -> AsyncIterator[RunningServer]:
     """Start the real app under uvicorn on 127.0.0.1 in this event loop."""
     port = free_port()
+    overrides.setdefault("mllp_port", free_port())
+    overrides.setdefault("dicom_port", 0)
     settings = Settings(data_dir=data_dir, database_url=database_url, http_port=port, **overrides)
     services = await create_services(settings)
     config = uvicorn.Config(build_app(services), host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield RunningServer(f"http://127.0.0.1:{port}", services)
-    finally:
-        server.should_exit = True
-        await task
+    async with listeners(services) as ports:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        try:
+            yield RunningServer(f"http://127.0.0.1:{port}", services, ports)
+        finally:
+            server.should_exit = True
+            await task
 
 
 class GraphQLClient:

@@ -9,14 +9,17 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.schema.config import StrawberryConfig
 
 from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
     Connection,
     ConsultationStatus,
     Info,
+    MessageStatus,
     Practitioner,
     Urgency,
     connection,
+    iso,
 )
 from huizhen.integration import model as m
 from huizhen.integration.consultations import ConsultationRequest
@@ -47,8 +50,12 @@ class Query:
 
     @strawberry.field
     async def patients(
-        self, info: Info, search: str | None = None, identifier: str | None = None,
-        first: int | None = None, after: str | None = None,
+        self,
+        info: Info,
+        search: str | None = None,
+        identifier: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Patient]:
         async with info.context.services.store.read() as repo:
             page = await repo.patients.search(search=search, identifier=identifier, first=first, after=after)
@@ -62,15 +69,21 @@ class Query:
 
     @strawberry.field
     async def consultations(
-        self, info: Info, status: list[ConsultationStatus] | None = None,
-        department: str | None = None, urgency: Urgency | None = None,
-        first: int | None = None, after: str | None = None,
+        self,
+        info: Info,
+        status: list[ConsultationStatus] | None = None,
+        department: str | None = None,
+        urgency: Urgency | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Consultation]:
         async with info.context.services.store.read() as repo:
             page = await repo.consultations.search(
                 statuses=[m.ConsultationStatus(s.value) for s in status or []],
-                department=department, urgency=m.Urgency(urgency.value) if urgency else None,
-                first=first, after=after,
+                department=department,
+                urgency=m.Urgency(urgency.value) if urgency else None,
+                first=first,
+                after=after,
             )
         return connection(page, Consultation)  # type: ignore[arg-type]
 
@@ -82,6 +95,43 @@ class Query:
             found = await repo.directory.experts(department=department, online=online)
         return [Practitioner(_m=p) for p in found]
 
+    @strawberry.field(description="The message journal, newest first.")
+    async def messages(
+        self,
+        info: Info,
+        channel: str | None = None,
+        status: MessageStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Message]:
+        async with info.context.services.store.read() as repo:
+            page = await repo.journal.search(
+                channel=channel, status=m.MessageStatus(status.value) if status else None, first=first, after=after
+            )
+        return connection(page, Message)  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def channels(self, info: Info) -> list[Channel]:
+        services = info.context.services
+        async with services.store.read() as repo:
+            stats = await repo.journal.channel_stats()
+        out = []
+        for name, state in sorted(services.channels.items()):
+            s = stats.get(name)
+            out.append(
+                Channel(
+                    name=name,
+                    direction=state.direction,
+                    state=state.state,
+                    received=s.received if s else 0,
+                    errors=s.errors if s else 0,
+                    queued=state.queued,
+                    last_error=s.last_error if s else None,
+                    last_message_at=iso(s.last_message_at, info) if s else None,
+                )
+            )
+        return out
+
 
 @strawberry.type
 class Mutation:
@@ -91,9 +141,12 @@ class Mutation:
         practitioner = await ctx.loaders.practitioner.load(ctx.principal.sub)
         c = await ctx.services.consultations.request(
             ConsultationRequest(
-                patient_id=str(input.patient_id), department=input.department,
-                urgency=m.Urgency(input.urgency.value), chief_complaint=input.chief_complaint,
-                disease_code=input.disease_code, question=input.question,
+                patient_id=str(input.patient_id),
+                department=input.department,
+                urgency=m.Urgency(input.urgency.value),
+                chief_complaint=input.chief_complaint,
+                disease_code=input.disease_code,
+                question=input.question,
                 expert_id=str(input.expert_id) if input.expert_id else None,
                 requester_id=practitioner.id if practitioner else None,
                 facility_code=ctx.principal.facility,
@@ -128,15 +181,17 @@ class Mutation:
     async def complete_consultation(
         self, info: Info, id: strawberry.ID, diagnosis: str, treatment_plan: str
     ) -> Consultation:
-        c = await info.context.services.consultations.complete(
-            str(id), info.context.actor, diagnosis, treatment_plan
-        )
+        c = await info.context.services.consultations.complete(str(id), info.context.actor, diagnosis, treatment_plan)
         return Consultation(_m=c)
 
     @strawberry.mutation
     async def cancel_consultation(self, info: Info, id: strawberry.ID, reason: str) -> Consultation:
         c = await info.context.services.consultations.cancel(str(id), info.context.actor, reason)
         return Consultation(_m=c)
+
+    @strawberry.mutation(description="Run an ERROR message through the current mappings again.")
+    async def reprocess_message(self, info: Info, id: strawberry.ID) -> Message:
+        return Message(_m=await info.context.services.reprocess(str(id)))
 
 
 class _Schema(strawberry.Schema):

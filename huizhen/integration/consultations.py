@@ -76,10 +76,7 @@ class ConsultationService:
                 preferred_expert_id=req.expert_id, requester_id=req.requester_id,
                 facility_id=facility_id or patient.facility_id,
             )
-            c.number = await repo.consultations.next_number(at.astimezone(self.tz).strftime("%Y%m%d"))
-            event = workflow.created(c, at=at, actor=actor.id)
-            await repo.consultations.insert(c)
-            await self._audit(repo, actor, "create", c, at)
+            event = await create_in(repo, c, actor=actor, at=at, tz=self.tz)
         await self._publish(c, event)
         return c
 
@@ -128,24 +125,39 @@ class ConsultationService:
         return c
 
     async def _audit(self, repo: Repository, actor: Actor, action: str, c: Consultation, at: datetime) -> None:
-        await repo.audit.append(
-            AuditEvent(
-                at=at, actor=actor.id, roles=list(actor.roles), action=action, outcome="success",
-                entity_type="Consultation", entity_id=c.id, detail=c.number, source=actor.source,
-            )
-        )
+        await audit_write(repo, actor, action, c, at)
 
     async def _publish(self, c: Consultation, event: TimelineEvent) -> None:
-        await self.bus.publish(
-            Event(
-                topic=TOPIC,
-                type=event.type,
-                data={
-                    "id": c.id, "number": c.number, "status": c.status.value, "department": c.department,
-                    "urgency": c.urgency.value, "facility_id": c.facility_id, "expert_id": c.expert_id,
-                    "patient_id": c.patient_id,
-                    "event": {"at": event.at.isoformat(), "type": event.type, "actor": event.actor,
-                              "detail": event.detail},
-                },
-            )
+        await self.bus.publish(consultation_event(c, event))
+
+
+async def create_in(repo: Repository, c: Consultation, *, actor: Actor, at: datetime, tz: tzinfo) -> TimelineEvent:
+    """Number, timeline and insert a new consultation inside the caller's transaction."""
+    c.number = await repo.consultations.next_number(at.astimezone(tz).strftime("%Y%m%d"))
+    event = workflow.created(c, at=at, actor=actor.id)
+    await repo.consultations.insert(c)
+    await audit_write(repo, actor, "create", c, at)
+    return event
+
+
+async def audit_write(repo: Repository, actor: Actor, action: str, c: Consultation, at: datetime) -> None:
+    await repo.audit.append(
+        AuditEvent(
+            at=at, actor=actor.id, roles=list(actor.roles), action=action, outcome="success",
+            entity_type="Consultation", entity_id=c.id, detail=c.number, source=actor.source,
         )
+    )
+
+
+def consultation_event(c: Consultation, event: TimelineEvent) -> Event:
+    """The bus event of a consultation change; published only after the commit."""
+    return Event(
+        topic=TOPIC,
+        type=event.type,
+        data={
+            "id": c.id, "number": c.number, "status": c.status.value, "department": c.department,
+            "urgency": c.urgency.value, "facility_id": c.facility_id, "expert_id": c.expert_id,
+            "patient_id": c.patient_id,
+            "event": {"at": event.at.isoformat(), "type": event.type, "actor": event.actor, "detail": event.detail},
+        },
+    )

@@ -12,6 +12,7 @@ from huizhen.integration import tables as t
 from huizhen.integration.model import (
     Coding,
     Encounter,
+    Identifier,
     ImagingInstance,
     ImagingSeries,
     ImagingStudy,
@@ -37,6 +38,21 @@ class Clinical(RepoBase):
         else:
             await self.conn.execute(t.encounters.insert().values(id=e.id, **values))
         return e
+
+    async def encounter_by_visit(self, visit: Identifier) -> Encounter | None:
+        row = (
+            await self.conn.execute(
+                select(t.encounters).where(t.encounters.c.visit_idx == self.keyring.blind_index(visit.system, visit.value))
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return Encounter(
+            id=m["id"], patient_id=m["patient_id"], identifiers=identifiers_from_json(m["identifiers"]),
+            status=m["status"], class_code=m["class_code"], facility_id=m["facility_id"], department=m["department"],
+            location=m["location"], attending_id=m["attending_id"], start=m["start"], end=m["end"],
+        )
 
     async def add_observations(self, observations: Sequence[Observation]) -> None:
         if observations:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import EntityRef, Message, MessageStatus
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
+
+
+@dataclass
+class ChannelStats:
+    received: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_message_at: datetime | None = None
 
 
 class Journal(RepoBase):
@@ -63,6 +72,26 @@ class Journal(RepoBase):
             items=[(m, encode_cursor(m.received_at.isoformat(), m.id)) for m in items],
             total=total, has_next=len(rows) > size, has_previous=after is not None,
         )
+
+    async def channel_stats(self) -> dict[str, ChannelStats]:
+        """Per channel: messages received, errors, the last error and the last arrival."""
+        c = t.messages.c
+        errors = func.sum(case((c.status == MessageStatus.ERROR.value, 1), else_=0))
+        rows = await self.conn.execute(
+            select(c.channel, func.count(), errors, func.max(c.received_at)).group_by(c.channel)
+        )
+        stats = {r[0]: ChannelStats(received=int(r[1]), errors=int(r[2] or 0), last_message_at=r[3]) for r in rows}
+        for channel, entry in stats.items():
+            if entry.errors:
+                entry.last_error = (
+                    await self.conn.execute(
+                        select(c.error)
+                        .where(c.channel == channel, c.status == MessageStatus.ERROR.value)
+                        .order_by(c.received_at.desc())
+                        .limit(1)
+                    )
+                ).scalar()
+        return stats
 
     def _values(self, m: Message) -> dict[str, Any]:
         return {

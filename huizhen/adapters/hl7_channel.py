@@ -1,0 +1,110 @@
+"""The HL7 v2 inbound channel: MLLP frames → the engine, with HL7 ACKs back.
+
+``Hl7Codec`` is what the engine is handed for HL7: parse (python-hl7, on the
+hot path), look up the mapper by MSH-9, map, and write ACKs in the message's
+own delimiters and charset. ``MllpInbound`` is the MLLP server's handler: it
+passes each frame to the engine and returns the ACK; it never touches the
+store itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from huizhen.adapters.mllp import PeerInfo, RejectReason
+from huizhen.integration.engine import Codec, Inbound, InboundEngine, Mapped, Outcome
+from huizhen.integration.errors import HuizhenError
+from huizhen.mappings.hl7v2 import ack as hl7_ack
+from huizhen.mappings.hl7v2.context import MappingContext
+from huizhen.mappings.hl7v2.errors import ErrorDetail, ErrorLocation, Hl7Error
+from huizhen.mappings.hl7v2.parse import Hl7Message, parse_message
+from huizhen.mappings.hl7v2.registry import MapperRegistry
+from huizhen.mappings.hl7v2.tables import SUPPORTED_VERSIONS, AckCode, ErrorCode
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mllp"
+
+
+class Hl7Codec:
+    channel = CHANNEL
+
+    def __init__(
+        self, registry: MapperRegistry, context: MappingContext, *,
+        processing_id: str | None = None, versions: Collection[str] = SUPPORTED_VERSIONS,
+    ) -> None:
+        self.registry = registry
+        self.context = context
+        self.processing_id = processing_id
+        self.versions = versions
+
+    def decode(self, raw: bytes) -> Inbound:
+        message = parse_message(raw, versions=self.versions, processing_id=self.processing_id)
+        self.registry.lookup(message.header)  # an unsupported type is rejected (AR), not failed
+        h = message.header
+        return Inbound(sender=h.sender, control_id=h.control_id, type=h.message_code, payload=message,
+                       charset=h.codec)
+
+    def map(self, message: Inbound) -> Mapped:
+        result = self.registry.map(_hl7(message), self.context)
+        return Mapped(commands=result.commands, warnings=result.warnings, filtered=result.filtered)
+
+    def answer(
+        self, message: Inbound, outcome: Outcome, error: Exception | None, warnings: tuple[Any, ...]
+    ) -> bytes | None:
+        header = _hl7(message).header
+        plan = hl7_ack.ack_plan(header, hl7_ack.Outcome[outcome.name])
+        # Enhanced mode: the commit ACK answers on this connection; an application ACK the
+        # sender asked for is journaled with the message (outbound delivery comes with the ORU channel).
+        code = plan.accept or plan.application
+        if code is None:
+            return None
+        return hl7_ack.build_ack(header, code, [*_details(error), *warnings])
+
+    def reject(self, raw: bytes, error: Exception) -> bytes | None:
+        [detail] = _details(error)
+        return hl7_ack.fallback_ack(raw, detail, code=AckCode.AR)
+
+
+def _hl7(message: Inbound) -> Hl7Message:
+    payload = message.payload
+    if not isinstance(payload, Hl7Message):
+        raise TypeError("the HL7 codec was handed a message it did not decode")
+    return payload
+
+
+def _details(error: Exception | None) -> list[ErrorDetail]:
+    if error is None:
+        return []
+    if isinstance(error, Hl7Error):
+        return [error.detail]
+    code = ErrorCode.UNKNOWN_KEY_IDENTIFIER if getattr(error, "code", "") == "NOT_FOUND" else (
+        ErrorCode.APPLICATION_INTERNAL_ERROR
+    )
+    return [ErrorDetail(code, str(error))]
+
+
+class MllpInbound:
+    """The MLLP server's handler: one frame in, its ACK out, strictly in order per connection."""
+
+    def __init__(self, engine: InboundEngine, codec: Codec) -> None:
+        self.engine = engine
+        self.codec = codec
+
+    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | None:
+        result = await self.engine.receive(self.codec, payload, peer=f"{peer.host}:{peer.port}")
+        return result.answer
+
+    async def on_rejected(self, reason: RejectReason, head: bytes, peer: PeerInfo) -> bytes | None:
+        text = {
+            RejectReason.OVERSIZE: "frame exceeds the configured maximum size",
+            RejectReason.TRUNCATED: "frame cut short by a new start block",
+        }.get(reason, str(reason))
+        log.warning("MLLP frame rejected: %s", text, extra={"connection_id": peer.connection_id})
+        detail = ErrorDetail(ErrorCode.APPLICATION_INTERNAL_ERROR, text, location=ErrorLocation("MSH"))
+        try:
+            return hl7_ack.fallback_ack(head, detail, code=AckCode.AR)
+        except HuizhenError:
+            return None

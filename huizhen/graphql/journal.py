@@ -1,0 +1,79 @@
+"""The message journal and channel status, for integration admins."""
+
+from __future__ import annotations
+
+import strawberry
+
+from huizhen.graphql.types import Info, MessageStatus, iso
+from huizhen.integration import model as m
+
+
+@strawberry.type
+class EntityReference:
+    type: str
+    id: strawberry.ID
+
+
+@strawberry.type
+class Message:
+    _m: strawberry.Private[m.Message]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def channel(self) -> str:
+        return self._m.channel
+
+    @strawberry.field
+    def status(self) -> MessageStatus:
+        return MessageStatus(self._m.status.value)
+
+    @strawberry.field
+    def type(self) -> str | None:
+        return self._m.type
+
+    @strawberry.field
+    def control_id(self) -> str | None:
+        return self._m.control_id
+
+    @strawberry.field
+    def sender(self) -> str | None:
+        return self._m.sender
+
+    @strawberry.field
+    def peer(self) -> str | None:
+        return self._m.peer
+
+    @strawberry.field
+    def received_at(self, info: Info) -> str:
+        return iso(self._m.received_at, info) or ""
+
+    @strawberry.field
+    def processed_at(self, info: Info) -> str | None:
+        return iso(self._m.processed_at, info)
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return self._m.error
+
+    @strawberry.field
+    def ack(self) -> str | None:
+        return self._m.ack
+
+    @strawberry.field(description="The entities this message created or changed.")
+    def effects(self) -> list[EntityReference]:
+        return [EntityReference(type=e.type, id=strawberry.ID(e.id)) for e in self._m.effects]
+
+
+@strawberry.type
+class Channel:
+    name: str
+    direction: str
+    state: str
+    received: int
+    errors: int
+    queued: int
+    last_error: str | None
+    last_message_at: str | None

@@ -1,0 +1,205 @@
+"""The inbound pipeline: journal → decode → map → apply → commit → events → answer.
+
+The engine knows no wire format. Each channel hands it a :class:`Codec` that
+decodes bytes into an :class:`Inbound`, maps it to commands, and writes the
+protocol's answer (an HL7 ACK, an OperationOutcome…) for an :class:`Outcome`.
+
+Promises (DESIGN.md, "Inbound pipeline"):
+
+* APPLIED — the journal row and every effect are committed in one transaction
+  before the answer is returned, so a positive answer means durable.
+* FAILED — the message is journaled as ERROR with the reason and can be
+  reprocessed; nothing of it was applied (the transaction rolled back).
+* REJECTED — the input could not be taken at all; it is journaled as ERROR
+  for the admins, and the answer says why.
+* A sender + control id already answered is journaled DUPLICATE and gets the
+  same answer again; nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol
+
+from huizhen.integration.apply import Applier
+from huizhen.integration.commands import Command
+from huizhen.integration.errors import BadInput, HuizhenError, NotFound
+from huizhen.integration.events import Event, EventBus
+from huizhen.integration.model import Actor, Message, MessageStatus
+from huizhen.integration.store import Store
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TOPIC = "message"
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A decoded message: who sent it, its control id and type, and the parsed payload."""
+
+    sender: str
+    control_id: str
+    type: str
+    payload: Any
+    charset: str = "utf-8"  # Python codec of the message and of its answer
+
+
+@dataclass(frozen=True)
+class Mapped:
+    commands: tuple[Command, ...] = ()
+    warnings: tuple[Any, ...] = ()
+    filtered: str | None = None  # why nothing is applied on purpose
+
+
+class Codec(Protocol):
+    channel: str
+
+    def decode(self, raw: bytes) -> Inbound:
+        """Raise a :class:`HuizhenError` for input to reject."""
+
+    def map(self, message: Inbound) -> Mapped:
+        """Raise a :class:`HuizhenError` for a message that cannot be applied."""
+
+    def answer(
+        self, message: Inbound, outcome: Outcome, error: Exception | None, warnings: tuple[Any, ...]
+    ) -> bytes | None:
+        """The protocol answer; ``None`` when the sender asked for none."""
+
+    def reject(self, raw: bytes, error: Exception) -> bytes | None:
+        """The answer to input that did not decode."""
+
+
+@dataclass
+class Result:
+    message: Message
+    answer: bytes | None
+    outcome: Outcome
+    events: list[Event] = field(default_factory=list)
+
+
+class InboundEngine:
+    def __init__(
+        self, store: Store, bus: EventBus, tz: tzinfo, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.tz = tz
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def receive(self, codec: Codec, raw: bytes, *, peer: str | None = None) -> Result:
+        """Take one message through the pipeline; never raises for bad input."""
+        msg = Message(channel=codec.channel, raw=raw, received_at=self.clock(), peer=peer)
+        try:
+            inbound = codec.decode(raw)
+        except HuizhenError as exc:
+            return await self._rejected(codec, msg, raw, exc)
+        msg.sender, msg.control_id, msg.type = inbound.sender, inbound.control_id, inbound.type
+        async with self.store.read() as repo:
+            earlier = await repo.journal.processed(inbound.sender, inbound.control_id)
+        if earlier is not None:
+            msg.status, msg.ack, msg.processed_at = MessageStatus.DUPLICATE, earlier.ack, self.clock()
+            msg.error = f"duplicate of message {earlier.id}"
+            await self._journal(msg)
+            log.info("duplicate message answered again", extra=_log_fields(msg))
+            again = earlier.ack.encode(inbound.charset) if earlier.ack else None
+            return await self._done(msg, again, Outcome.APPLIED, [])
+        return await self._process(codec, inbound, msg, new=True)
+
+    async def reprocess(self, codec: Codec, message_id: str) -> Result:
+        """Run an ERROR message through the current mappings again, in its journal row."""
+        async with self.store.read() as repo:
+            msg = await repo.journal.get(message_id)
+        if msg is None:
+            raise NotFound("Message", message_id)
+        if msg.status is not MessageStatus.ERROR:
+            raise BadInput(f"only ERROR messages can be reprocessed; this one is {msg.status}")
+        try:
+            inbound = codec.decode(msg.raw)
+        except HuizhenError as exc:
+            msg.error, msg.processed_at = str(exc), self.clock()
+            await self._journal(msg, new=False)
+            return Result(msg, None, Outcome.REJECTED)
+        return await self._process(codec, inbound, msg, new=False)
+
+    async def _process(self, codec: Codec, inbound: Inbound, msg: Message, *, new: bool) -> Result:
+        try:
+            mapped = codec.map(inbound)
+        except HuizhenError as exc:
+            return await self._failed(codec, inbound, msg, exc, new=new)
+        at = self.clock()
+        actor = Actor.system(f"{codec.channel}:{inbound.sender}")
+        try:
+            async with self.store.write() as repo:
+                applier = Applier(repo, actor=actor, at=at, tz=self.tz)
+                if mapped.filtered is None:
+                    await applier.apply_all(mapped.commands)
+                    msg.status = MessageStatus.PROCESSED
+                else:
+                    msg.status = MessageStatus.FILTERED
+                msg.error = mapped.filtered
+                msg.effects, msg.processed_at = applier.effects, at
+                answer = codec.answer(inbound, Outcome.APPLIED, None, mapped.warnings)
+                msg.ack = _text(answer, inbound.charset)
+                await (repo.journal.add(msg) if new else repo.journal.update(msg))
+        except HuizhenError as exc:
+            msg.effects = []
+            return await self._failed(codec, inbound, msg, exc, new=new)
+        return await self._done(msg, answer, Outcome.APPLIED, applier.events)
+
+    async def _failed(self, codec: Codec, inbound: Inbound, msg: Message, exc: Exception, *, new: bool) -> Result:
+        msg.status, msg.error, msg.processed_at = MessageStatus.ERROR, str(exc), self.clock()
+        answer = codec.answer(inbound, Outcome.FAILED, exc, ())
+        msg.ack = _text(answer, inbound.charset)
+        await self._journal(msg, new=new)
+        log.warning("message not applied: %s", type(exc).__name__, extra=_log_fields(msg))
+        return await self._done(msg, answer, Outcome.FAILED, [])
+
+    async def _rejected(self, codec: Codec, msg: Message, raw: bytes, exc: Exception) -> Result:
+        msg.status, msg.error, msg.processed_at = MessageStatus.ERROR, f"rejected: {exc}", self.clock()
+        answer = codec.reject(raw, exc)
+        msg.ack = _text(answer, "utf-8")
+        await self._journal(msg)
+        log.warning("message rejected: %s", type(exc).__name__, extra=_log_fields(msg))
+        return await self._done(msg, answer, Outcome.REJECTED, [])
+
+    async def _journal(self, msg: Message, *, new: bool = True) -> None:
+        async with self.store.write() as repo:
+            await (repo.journal.add(msg) if new else repo.journal.update(msg))
+
+    async def _done(self, msg: Message, answer: bytes | None, outcome: Outcome, events: list[Event]) -> Result:
+        for event in events:
+            await self.bus.publish(event)
+        await self.bus.publish(
+            Event(
+                topic=MESSAGE_TOPIC,
+                type=msg.status.value,
+                data={"id": msg.id, "channel": msg.channel, "status": msg.status.value, "type": msg.type,
+                      "sender": msg.sender, "control_id": msg.control_id},
+            )
+        )
+        return Result(msg, answer, outcome, events)
+
+
+def _text(answer: bytes | None, charset: str) -> str | None:
+    """The answer as it is journaled: text in the charset it was written in."""
+    if answer is None:
+        return None
+    try:
+        return answer.decode(charset)
+    except UnicodeDecodeError:
+        return answer.decode("latin-1")  # a reject answer to undecodable input
+
+
+def _log_fields(msg: Message) -> dict[str, Any]:
+    return {"channel": msg.channel, "message_id": msg.id, "control_id": msg.control_id, "sender": msg.sender,
+            "type": msg.type, "status": msg.status.value}

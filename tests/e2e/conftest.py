@@ -1,0 +1,3 @@
+from tests.e2e.instance import instance
+
+__all__ = ["instance"]

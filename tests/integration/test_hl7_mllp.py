@@ -1,0 +1,227 @@
+"""HL7 v2 over real MLLP sockets into the real server and store, on both back ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncio
+
+import hl7
+import pytest
+
+from huizhen.adapters.mllp_client import MllpClient
+from huizhen.adapters.mllp_framing import encode
+from huizhen.integration.model import MessageStatus
+from tests.helpers import RunningServer, running_server
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7v2"
+
+
+def msg(*segments: str, type: str = "ADT^A01^ADT_A01", control_id: str = "C1", version: str = "2.5",
+        charset: str = "", encoding: str = "utf-8", sender: str = "HIS|QSWSY") -> bytes:
+    msh = f"MSH|^~\\&|{sender}|HUIZHEN|HZ|20261127101500+0800||{type}|{control_id}|P|{version}||||||{charset}"
+    return "\r".join((msh.rstrip("|"), *segments)).encode(encoding) + b"\r"
+
+
+PID_ZHANG = "PID|1||Q1001^^^QSWSY^MR~110101195603140022^^^CHN^NNCHN||张^桂兰||19560314|F|||石桥镇1号||13800000001"
+PV1 = "PV1|1|O|内科门诊||||||||||||||||V5001^^^QSWSY^VN|||||||||||||||||||||||||20261127090000+0800"
+
+
+def ack_fields(ack: bytes, encoding: str = "utf-8") -> tuple[str, str, str]:
+    parsed = hl7.parse(ack.decode(encoding))
+    msa = parsed.segment("MSA")
+    return str(msa[1]), str(msa[2]) if len(msa) > 2 else "", ack.decode(encoding)
+
+
+@pytest.fixture
+async def server(tmp_path: Path, db_url: str) -> AsyncIterator[RunningServer]:
+    async with running_server(tmp_path / "data", db_url) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def mllp(server: RunningServer) -> AsyncIterator[MllpClient]:
+    client = MllpClient("127.0.0.1", server.ports["mllp"], ack_timeout_s=30)
+    await client.connect()
+    yield client
+    await client.close()
+
+
+async def test_adt_creates_patient_and_acks_aa(server: RunningServer, mllp: MllpClient) -> None:
+    code, echoed, text = ack_fields(await mllp.send(msg(PID_ZHANG, PV1, control_id="ADT-1")))
+    assert (code, echoed) == ("AA", "ADT-1")
+    assert text.startswith("MSH|^~\\&|HUIZHEN|HZ|HIS|QSWSY|")  # sender and receiver swapped
+    async with server.services.store.read() as repo:
+        patient = await repo.patients.by_identifier("QSWSY", "Q1001")
+        page = await repo.journal.search(channel="mllp")
+    assert patient is not None and patient.name.text == "张桂兰" and patient.phone == "13800000001"
+    [(journaled, _)] = page.items
+    assert journaled.status is MessageStatus.PROCESSED and journaled.control_id == "ADT-1"
+    assert ("Patient", patient.id) in [(e.type, e.id) for e in journaled.effects]
+    assert journaled.ack is not None and "MSA|AA|ADT-1" in journaled.ack
+
+
+async def test_gb18030_message_keeps_chinese_and_acks_in_charset(server: RunningServer, mllp: MllpClient) -> None:
+    raw = msg("PID|1||G77^^^QSWSY^MR||欧阳^志远||19490105|M", control_id="GB-1", charset="GB 18030-2000",
+              encoding="gb18030")
+    ack = await mllp.send(raw)
+    code, echoed, _ = ack_fields(ack, "gb18030")
+    assert (code, echoed) == ("AA", "GB-1")
+    async with server.services.store.read() as repo:
+        patient = await repo.patients.by_identifier("QSWSY", "G77")
+    assert patient is not None and patient.name.text == "欧阳志远"
+
+
+async def test_duplicate_gets_same_ack_and_is_not_applied_twice(server: RunningServer, mllp: MllpClient) -> None:
+    raw = msg(PID_ZHANG, PV1, control_id="DUP-1")
+    first = await mllp.send(raw)
+    second = await mllp.send(raw)
+    assert ack_fields(first)[:2] == ack_fields(second)[:2] == ("AA", "DUP-1")
+    assert first == second
+    async with server.services.store.read() as repo:
+        page = await repo.journal.search(channel="mllp")
+        patients = await repo.patients.search(identifier="Q1001")
+    assert sorted(m.status.value for m, _ in page.items) == ["DUPLICATE", "PROCESSED"]
+    assert patients.total == 1
+
+
+async def test_garbage_and_unsupported_types_are_rejected(server: RunningServer, mllp: MllpClient) -> None:
+    garbage = await mllp.send(b"this is not HL7 at all")
+    assert ack_fields(garbage)[0] == "AR"
+    unsupported = await mllp.send(msg("PID|1||X^^^QSWSY", type="ZZZ^Z99", control_id="Z-1"))
+    code, echoed, text = ack_fields(unsupported)
+    assert (code, echoed) == ("AR", "Z-1") and "ERR|" in text
+    version = await mllp.send(msg(PID_ZHANG, control_id="V-1", version="9.9"))
+    assert ack_fields(version)[0] == "AR"
+    # the listener keeps serving the same connection
+    assert ack_fields(await mllp.send(msg(PID_ZHANG, control_id="OK-1")))[0] == "AA"
+    async with server.services.store.read() as repo:
+        errors = await repo.journal.search(status=MessageStatus.ERROR)
+    assert errors.total == 3
+
+
+async def test_lab_results_attach_to_the_patient(server: RunningServer, mllp: MllpClient) -> None:
+    oru = msg(
+        "PID|1||U9^^^QSWSY^MR||李^四",
+        "OBR|1|ORD1|FIL1|CBC^血常规^L",
+        "OBX|1|NM|WBC^白细胞计数^L||6.50|10*9/L|3.5-9.5|N|||F|||20261127083000+0800",
+        type="ORU^R01^ORU_R01", control_id="ORU-1",
+    )
+    assert ack_fields(await mllp.send(oru))[:2] == ("AA", "ORU-1")
+    async with server.services.store.read() as repo:
+        patient = await repo.patients.by_identifier("QSWSY", "U9")
+        assert patient is not None
+        [obs] = (await repo.clinical.observations_for_patients([patient.id]))[patient.id]
+    assert (obs.code.code, obs.code.system) == ("6690-2", "http://loinc.org")  # local WBC translated by the table
+    assert (str(obs.value_quantity), obs.unit, obs.interpretation) == ("6.50", "10*9/L", "N")
+
+
+ORDER = [
+    "PID|1||Q2002^^^QSWSY^MR||王^大明||19620101|M",
+    "ORC|NW|HZ-ORD-9^QSWSY|||||^^^^^S|||||D001^孙^丽^^^^^^QSWSY",
+    "OBR|1|HZ-ORD-9||HZCONSULT-CARD^心内科远程会诊^L|||||||||胸痛3天，加重2小时",
+    "DG1|1||I20.000^不稳定型心绞痛^ICD10",
+]
+SIU = [
+    "SCH|APT1^QSWSY||||||||||^^30^20261128100000+0800|||||||||||||||HZ-ORD-9^QSWSY",
+    "PID|1||Q2002^^^QSWSY^MR||王^大明",
+]
+
+
+async def test_consultation_order_schedule_and_reprocess(server: RunningServer, mllp: MllpClient) -> None:
+    # the booking arrives before its order: journaled, AE, nothing applied
+    code, echoed, text = ack_fields(await mllp.send(msg(*SIU, type="SIU^S12^SIU_S12", control_id="SIU-1")))
+    assert (code, echoed) == ("AE", "SIU-1") and "ERR|" in text
+    async with server.services.store.read() as repo:
+        [(failed, _)] = (await repo.journal.search(status=MessageStatus.ERROR)).items
+    assert "HZ-ORD-9" in (failed.error or "")
+    # the order: a PENDING consultation, idempotent on the placer order number
+    for control in ("ORM-1", "ORM-2"):
+        assert ack_fields(await mllp.send(msg(*ORDER, type="ORM^O01^ORM_O01", control_id=control)))[0] == "AA"
+    async with server.services.store.read() as repo:
+        page = await repo.consultations.search()
+    [(c, _)] = page.items
+    assert c.status.value == "PENDING" and c.department == "心血管内科" and c.urgency.value == "CRITICAL"
+    assert c.chief_complaint == "胸痛3天，加重2小时" and c.disease_code and c.disease_code.startswith("I20")
+    assert [e.type for e in c.timeline] == ["CREATED", "SUBMITTED"]
+    # the admin reprocesses the booking: same journal row, now applied
+    redone = await server.services.reprocess(failed.id)
+    assert redone.status is MessageStatus.PROCESSED and redone.id == failed.id and "MSA|AA|SIU-1" in (redone.ack or "")
+    async with server.services.store.read() as repo:
+        again = await repo.consultations.get(c.id)
+    assert again is not None and again.scheduled_at is not None
+    assert [e.type for e in again.timeline][-1] == "SCHEDULED"
+
+
+def accept_ack_condition(raw: bytes) -> str:
+    line = raw.split(b"\r", 1)[0].decode("latin-1")
+    fields = line.split(line[3]) if len(line) > 3 else []
+    return fields[14].strip() if len(fields) > 14 else ""
+
+
+async def test_enhanced_mode_never_ack_is_honoured(server: RunningServer, mllp: MllpClient) -> None:
+    never = msg(PID_ZHANG, control_id="NE-1").replace(b"|P|2.5", b"|P|2.5|||NE|NE", 1)
+    plain = msg(PID_ZHANG, control_id="AFTER-1")
+    # pipelined on one connection: the only answer is the second message's
+    await mllp.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["mllp"])
+    writer.write(encode(never) + encode(plain))
+    await writer.drain()
+    first = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30)
+    writer.close()
+    assert ack_fields(first.strip(b"\x0b\x1c\r"))[:2] == ("AA", "AFTER-1")
+    async with server.services.store.read() as repo:
+        page = await repo.journal.search(channel="mllp")
+    assert {(m.control_id, m.status.value) for m, _ in page.items} == {("NE-1", "PROCESSED"), ("AFTER-1", "PROCESSED")}
+
+
+async def test_corpus_messages_get_an_answer_each(server: RunningServer, mllp: MllpClient) -> None:
+    files = [p for p in sorted(CORPUS.glob("*/*.hl7")) if accept_ack_condition(p.read_bytes()) not in ("NE", "ER")]
+    assert files, "the shared corpus is missing"
+    answered = 0
+    for path in files:
+        ack = await mllp.send(path.read_bytes())
+        code = hl7.parse(ack.decode("utf-8", errors="replace")).segment("MSA")[1]
+        assert str(code) in ("AA", "AE", "AR", "CA", "CE", "CR"), path.name
+        answered += 1
+    assert answered == len(files)
+    async with server.services.store.read() as repo:
+        page = await repo.journal.search(channel="mllp", first=100)
+    assert page.total == len(files)
+    assert any(m.status is MessageStatus.PROCESSED for m, _ in page.items)
+
+
+async def test_journal_and_channels_over_graphql(server: RunningServer, mllp: MllpClient) -> None:
+    await mllp.send(msg(PID_ZHANG, PV1, control_id="G-1"))
+    await mllp.send(msg(*SIU, type="SIU^S12^SIU_S12", control_id="G-2"))  # no such order yet: ERROR
+    await mllp.send(b"garbage")
+    admin = server.client(server.token("admin-1", "integration_admin"))
+    try:
+        data = await admin.execute(
+            """{ messages(channel: "mllp", first: 10) { totalCount edges { node {
+                   id channel status type controlId sender receivedAt error ack effects { type id } } } }
+                 errors: messages(status: ERROR) { totalCount }
+                 channels { name direction state received errors queued lastError lastMessageAt } }"""
+        )
+        nodes = [e["node"] for e in data["messages"]["edges"]]
+        assert data["messages"]["totalCount"] == 3 and data["errors"]["totalCount"] == 2
+        assert [n["controlId"] for n in nodes][1:] == ["G-2", "G-1"]  # newest first
+        applied = nodes[2]
+        assert applied["status"] == "PROCESSED" and applied["type"] == "ADT^A01"
+        assert "QSWSY" in applied["sender"]
+        assert "MSA|AA|G-1" in applied["ack"] and {e["type"] for e in applied["effects"]} >= {"Patient", "Encounter"}
+        assert applied["receivedAt"].endswith("+08:00")
+        [channel] = [c for c in data["channels"] if c["name"] == "mllp"]
+        assert channel["state"] == "listening" and channel["received"] == 3 and channel["errors"] == 2
+        assert channel["lastError"]
+        failed = nodes[1]["id"]
+        await mllp.send(msg(*ORDER, type="ORM^O01^ORM_O01", control_id="G-3"))
+        redone = (await admin.execute(
+            "mutation($id: ID!) { reprocessMessage(id: $id) { id status error ack } }", id=failed
+        ))["reprocessMessage"]
+        assert redone["id"] == failed and redone["status"] == "PROCESSED" and redone["error"] is None
+        again = await admin.error_code("mutation($id: ID!) { reprocessMessage(id: $id) { id } }", id=failed)
+        assert again == "BAD_INPUT"
+    finally:
+        await admin.aclose()
