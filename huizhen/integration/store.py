@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.repo import Repository
+from huizhen.integration.sqlite_inline import inline_creator
 
 _WRITE = "huizhen_write"
 
@@ -63,7 +64,8 @@ class Store:
 def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    engine = create_async_engine(url, echo=echo)
+    database = make_url(url).database or ":memory:"
+    engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database))
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -74,7 +76,7 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
             "journal_mode=WAL",
             "synchronous=FULL",  # an ACK promises durability: fsync every commit
             "foreign_keys=ON",
-            "busy_timeout=10000",
+            "busy_timeout=2000",  # another process's write (a CLI command); blocks the loop meanwhile
         ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()

@@ -7,7 +7,7 @@ fail take the segment and field number too, so the error names its location.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 from huizhen.integration.model import Coding, HumanName, Identifier
@@ -73,7 +73,7 @@ def hd_system(rep: Composite, component: int) -> str:
     return ""
 
 
-def cx_identifiers(reps: list[Composite], default_system: Callable[[], str]) -> list[Identifier]:
+def cx_identifiers(reps: Sequence[Composite], default_system: Callable[[], str]) -> list[Identifier]:
     """CX: id numbers with their assigning authority (CX-4) as the system, in order, once."""
     found: dict[Identifier, None] = {}
     for rep in reps:
@@ -93,7 +93,7 @@ def ei_identifier(rep: Composite, default_system: Callable[[], str]) -> Identifi
     return Identifier(namespace or universal or default_system(), value)
 
 
-def person_name(reps: list[Composite]) -> HumanName | None:
+def person_name(reps: Sequence[Composite]) -> HumanName | None:
     """XPN: the first repetition (the primary name, by the standard), unless a later one
     of the same name type is written in ideographs (张三 sent beside ZHANG^SAN)."""
     if not reps:

@@ -79,27 +79,34 @@ class Segment:
         self.sequence = sequence
         self._delimiters = delimiters
         self._codec = codec
-        self._seen: dict[int, list[Composite]] = {}  # mappings read a field several times
+        self._seen: dict[int, tuple[Composite, ...]] = {}  # mappings read a field several times
 
-    def repetitions(self, field: int) -> list[Composite]:
+    def repetitions(self, field: int) -> tuple[Composite, ...]:
         """The field's non-empty repetitions."""
         found = self._seen.get(field)
         if found is None:
             found = self._seen[field] = self._read(field)
-        return list(found)
+        return found
 
-    def _read(self, field: int) -> list[Composite]:
+    def _read(self, field: int) -> tuple[Composite, ...]:
         if not 0 < field < len(self._fields):
-            return []
-        raw = self._fields[field]
-        if len(raw) == 1 and isinstance(raw[0], str) and not _valued(raw[0]):
-            return []  # the common case: an empty field
-        reps = (Composite(_parts(rep), self._delimiters, self._codec) for rep in raw)
-        return [rep for rep in reps if rep]
+            return ()
+        reps = []
+        for rep in self._fields[field]:
+            if isinstance(rep, str):  # python-hl7 keeps a value without delimiters as a str
+                if _valued(rep):
+                    reps.append(Composite([[rep]], self._delimiters, self._codec))
+                continue
+            composite = Composite(_parts(rep), self._delimiters, self._codec)
+            if composite:
+                reps.append(composite)
+        return tuple(reps)
 
     def first(self, field: int) -> Composite:
-        reps = self.repetitions(field)
-        return reps[0] if reps else Composite([], self._delimiters, self._codec)
+        reps = self._seen.get(field)
+        if reps is None:
+            reps = self.repetitions(field)
+        return reps[0] if reps else _EMPTY
 
     def get(self, field: int, component: int = 1, subcomponent: int = 1) -> str:
         """First repetition's value, unescaped; ``""`` when absent."""
@@ -120,10 +127,11 @@ def _valued(value: str) -> bool:
     return bool(value) and value != _NULL and not value.isspace()
 
 
-def _parts(rep: object) -> Parts:
-    if isinstance(rep, str):
-        return [[rep]]
-    return [[c] if isinstance(c, str) else list(c) for c in rep]  # type: ignore[attr-defined]
+def _parts(rep: hl7.Repetition) -> Parts:
+    return [[c] if isinstance(c, str) else list(c) for c in rep]
+
+
+_EMPTY = Composite([], Delimiters(), "utf-8")
 
 
 @dataclass(frozen=True, slots=True)
