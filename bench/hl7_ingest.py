@@ -2,8 +2,8 @@
 
 Starts ``huizhen serve`` (its own process, a fresh data folder) on SQLite and,
 with --postgres, on PostgreSQL; N concurrent MLLP senders (send and wait, one
-connection each) stream a mix of ADT^A01 (a new patient each) and ORU^R01
-(10 OBX for a known patient). Every ACK is AA after the commit, as in
+connection each) stream a mix of ADT^A01 (a new patient each: its own MRN,
+visit and national ID) and ORU^R01 (10 OBX for a known patient). Every ACK is AA after the commit, as in
 production. In the same run, the bare MLLP endpoint of bench/mllp_bare.py
 (ACK without parsing or storing) gives this machine's ceiling. Prints JSON.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -28,19 +29,23 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mllp_bare import percentile  # noqa: E402
+from mllp_bare import percentile
 
-from huizhen.adapters.hl7_send import ack_code  # noqa: E402
-from huizhen.adapters.mllp_client import MllpClient  # noqa: E402
+from huizhen.adapters.hl7_send import ack_code
+from huizhen.adapters.mllp_client import MllpClient
 
 HOST = "127.0.0.1"
 
 
-def adt(tag: str) -> bytes:
+_NATIONAL_IDS = itertools.count(110101198000000000)  # one per ADT of the whole run
+
+
+def adt(tag: str, national_id: int | None = None) -> bytes:
+    national = national_id if national_id is not None else next(_NATIONAL_IDS)
     return (
         f"MSH|^~\\&|HIS|QSWSY|HUIZHEN|HZ|20261127101500+0800||ADT^A01^ADT_A01|A{tag}|P|2.5\r"
         "EVN|A01|20261127101500+0800\r"
-        f"PID|1||P{tag}^^^QSWSY^MR~1101011980{tag[-8:]}^^^CHN^NNCHN||张^三丰||19800101|M|||中山路100号"
+        f"PID|1||P{tag}^^^QSWSY^MR~{national}^^^CHN^NNCHN||张^三丰||19800101|M|||中山路100号"
         "||13800001111\r"
         f"PV1|1|I|内科病区^201^03||||D001^李^建国||||||||||||V{tag}^^^QSWSY^VN|||||||||||||||||||||||||"
         "20261127093000+0800\r"

@@ -17,10 +17,15 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from huizhen import __version__
+from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
+from huizhen.adapters.fhir_codec import FhirCodec
+from huizhen.adapters.fhir_write import FhirWriter
 from huizhen.adapters.hl7_channel import Hl7Codec
+from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
+from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue, parse_endpoints
 from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
@@ -59,6 +64,8 @@ class Services:
     engine: InboundEngine
     codecs: dict[str, Codec] = field(default_factory=dict)
     channels: dict[str, ChannelState] = field(default_factory=dict)
+    fhir: FhirWriter | None = None
+    outbound: OutboundSender | None = None
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -101,16 +108,26 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         default_registry(),
         MappingContext(tables=load_code_tables(settings.resolved_mappings_dir), timezone=settings.tz),
         processing_id=settings.hl7_processing_id,
+        validate_senders=[v.strip() for v in (settings.hl7_validate_senders or "").split(",") if v.strip()],
     )
+    fhir = FhirCodec(hl7.context.tables, settings.tz)
+    endpoints = parse_endpoints(settings.hl7_report_endpoints)
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds),
-        consultations=ConsultationService(store, bus, settings.tz),
+        consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
         engine=InboundEngine(store, bus, settings.tz),
-        codecs={hl7.channel: hl7},
-        channels={hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped")},
+        codecs={hl7.channel: hl7, fhir.channel: fhir},
+        channels={
+            hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
+            fhir.channel: ChannelState("inbound", "listening"),
+            "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
+            OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
+        },
+        outbound=OutboundSender(store, endpoints),
+        fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
     )
 
 
@@ -135,11 +152,14 @@ def build_app(services: Services) -> Starlette:
         graphql_app(services), services.tokens,
         allow_ide_page=services.settings.graphiql_enabled,
     )
+    fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens))
     return Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", gql),
+            Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
+            Mount("/fhir", app=fhir),
         ],
         lifespan=lifespan,
     )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from huizhen.adapters.dicom import DicomListener
 from huizhen.adapters.hl7_channel import MllpInbound
 from huizhen.adapters.mllp import MllpServer
 from huizhen.adapters.mllp_tls import server_ssl_context
@@ -46,9 +47,21 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
             services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
+        if settings.dicom_port:
+            dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings))
+            await dicom.start()
+            stack.push_async_callback(dicom.stop)
+            services.channels["dicom"].state = "listening"
+            ports["dicom"] = dicom.port
+            log.info("DICOM listener started", extra={"port": dicom.port, "ae": settings.dicom_ae})
+        outbound = services.outbound
+        if outbound is not None and outbound.endpoints:
+            await outbound.start()
+            stack.push_async_callback(outbound.stop)
+            services.channels["mllp-out"].state = "running"
         yield ports
         for state in services.channels.values():
-            if state.state == "listening":
+            if state.state in ("listening", "running"):
                 state.state = "stopped"
 
 

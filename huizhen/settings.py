@@ -7,6 +7,7 @@ A bad value stops start-up with one line naming the setting and what it allows
 
 from __future__ import annotations
 
+import codecs
 import os
 import tomllib
 import zoneinfo
@@ -67,6 +68,10 @@ class Settings(BaseModel):
     mllp_require_client_cert: bool = False
     hl7_processing_id: str | None = None  # P, D or T: refuse (AR) messages of another MSH-11; none: accept any
     mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
+    hl7_validate_senders: str | None = None  # comma-separated MSH-4 (or MSH-3^MSH-4): validated with hl7apy
+    hl7_report_endpoints: str | None = None  # FAC=host:port,…: where the ORU report back goes, per facility
+    # FHIR R4 at /fhir
+    fhir_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger requests: 413
 
     @field_validator("database_url")
     @classmethod
@@ -108,6 +113,17 @@ class Settings(BaseModel):
                 raise ValueError("must be AE=FACILITY[,AE2=FACILITY2] with AE titles of 1-16 characters")
         return v or None
 
+    @field_validator("hl7_report_endpoints")
+    @classmethod
+    def _endpoints(cls, v: str | None) -> str | None:
+        for item in filter(None, (v or "").split(",")):
+            facility, sep, address = item.partition("=")
+            host, colon, port = address.strip().rpartition(":")
+            valid_port = port.isdigit() and 0 < int(port) < 65536
+            if not sep or not facility.strip() or not colon or not host or not valid_port:
+                raise ValueError("must be FACILITY=host:port[,FACILITY2=host:port]")
+        return v or None
+
     @field_validator("hl7_processing_id")
     @classmethod
     def _processing_id(cls, v: str | None) -> str | None:
@@ -144,6 +160,32 @@ class Settings(BaseModel):
     def peers(self) -> dict[str, str]:
         pairs = (i.partition("=") for i in (self.dicom_peers or "").split(",") if i)
         return {ae.strip(): facility.strip() for ae, _, facility in pairs}
+
+    # DICOM SCP (huizhen/adapters/dicom.py)
+    dicom_move_destinations: str | None = None  # AE=host:port[,AE2=host:port]: where C-MOVE may send
+    dicom_store_timeout_seconds: float = Field(default=30.0, gt=0)  # then C-STORE answers 0xA700
+    dicom_fallback_charset: str | None = None  # e.g. GB18030, for senders that omit SpecificCharacterSet
+    dicom_max_find_results: int = Field(default=1000, ge=1)
+
+    @field_validator("dicom_move_destinations")
+    @classmethod
+    def _move_destinations(cls, v: str | None) -> str | None:
+        for item in filter(None, (v or "").split(",")):
+            ae, sep, address = item.partition("=")
+            host, colon, port = address.strip().rpartition(":")
+            if not (sep and colon and 0 < len(ae.strip()) <= 16 and host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError("must be AE=host:port[,AE2=host:port] with AE titles of 1-16 characters")
+        return v or None
+
+    @field_validator("dicom_fallback_charset")
+    @classmethod
+    def _codec(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                codecs.lookup(v)
+            except LookupError as exc:
+                raise ValueError("must be a character set Python knows, such as GB18030") from exc
+        return v or None
 
 
 def load_settings(

@@ -18,10 +18,12 @@ from huizhen.integration.engine import Codec, Inbound, InboundEngine, Mapped, Ou
 from huizhen.integration.errors import HuizhenError
 from huizhen.mappings.hl7v2 import ack as hl7_ack
 from huizhen.mappings.hl7v2.context import MappingContext
-from huizhen.mappings.hl7v2.errors import ErrorDetail, ErrorLocation, Hl7Error
+from huizhen.mappings.hl7v2.errors import ErrorDetail, ErrorLocation, Hl7Error, Rejected
+from huizhen.mappings.hl7v2.header import salvage_header
 from huizhen.mappings.hl7v2.parse import Hl7Message, parse_message
 from huizhen.mappings.hl7v2.registry import MapperRegistry
-from huizhen.mappings.hl7v2.tables import SUPPORTED_VERSIONS, AckCode, ErrorCode
+from huizhen.mappings.hl7v2.tables import SUPPORTED_VERSIONS, AckCode, ErrorCode, Severity
+from huizhen.mappings.hl7v2.validate import validate_structure
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +36,22 @@ class Hl7Codec:
     def __init__(
         self, registry: MapperRegistry, context: MappingContext, *,
         processing_id: str | None = None, versions: Collection[str] = SUPPORTED_VERSIONS,
+        validate_senders: Collection[str] = (),
     ) -> None:
         self.registry = registry
         self.context = context
         self.processing_id = processing_id
         self.versions = versions
+        self.validate_senders = frozenset(validate_senders)  # MSH-4, or MSH-3^MSH-4
 
     def decode(self, raw: bytes) -> Inbound:
         message = parse_message(raw, versions=self.versions, processing_id=self.processing_id)
         self.registry.lookup(message.header)  # an unsupported type is rejected (AR), not failed
         h = message.header
+        if self.validate_senders & {h.sender, h.sending_facility}:
+            problems = [p for p in validate_structure(message) if p.severity is Severity.ERROR]
+            if problems:
+                raise StructureInvalid(problems)
         return Inbound(sender=h.sender, control_id=h.control_id, type=h.message_code, payload=message,
                        charset=h.codec)
 
@@ -64,8 +72,18 @@ class Hl7Codec:
         return hl7_ack.build_ack(header, code, [*_details(error), *warnings])
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
-        [detail] = _details(error)
-        return hl7_ack.fallback_ack(raw, detail, code=AckCode.AR)
+        details = _details(error)
+        return hl7_ack.build_ack(salvage_header(raw), AckCode.AR, details)
+
+
+class StructureInvalid(Rejected):
+    """A message from a sender configured for strict validation that hl7apy finds invalid (AR)."""
+
+    def __init__(self, problems: list[ErrorDetail]) -> None:
+        first = problems[0]
+        super().__init__(f"{len(problems)} structural problem(s): {first.text}", code=first.code,
+                         location=first.location)
+        self.details = problems
 
 
 def _hl7(message: Inbound) -> Hl7Message:
@@ -78,6 +96,8 @@ def _hl7(message: Inbound) -> Hl7Message:
 def _details(error: Exception | None) -> list[ErrorDetail]:
     if error is None:
         return []
+    if isinstance(error, StructureInvalid):
+        return error.details
     if isinstance(error, Hl7Error):
         return [error.detail]
     code = ErrorCode.UNKNOWN_KEY_IDENTIFIER if getattr(error, "code", "") == "NOT_FOUND" else (

@@ -14,6 +14,7 @@ from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
     Connection,
     ConsultationStatus,
+    ImagingStudy,
     Info,
     MessageStatus,
     Practitioner,
@@ -95,6 +96,12 @@ class Query:
             found = await repo.directory.experts(department=department, online=online)
         return [Practitioner(_m=p) for p in found]
 
+    @strawberry.field(description="A patient's imaging studies, newest first.")
+    async def imaging_studies(self, info: Info, patient_id: strawberry.ID) -> list[ImagingStudy]:
+        async with info.context.services.store.read() as repo:
+            found = await repo.clinical.studies_for_patients([str(patient_id)])
+        return [ImagingStudy(_m=s) for s in found[str(patient_id)]]
+
     @strawberry.field(description="The message journal, newest first.")
     async def messages(
         self,
@@ -115,9 +122,13 @@ class Query:
         services = info.context.services
         async with services.store.read() as repo:
             stats = await repo.journal.channel_stats()
+            outbox = await repo.outbox.channel_stats()
         out = []
         for name, state in sorted(services.channels.items()):
             s = stats.get(name)
+            queued = state.queued
+            if name in outbox:  # an outbound channel: its counts come from the outbox
+                s, queued = outbox[name]
             out.append(
                 Channel(
                     name=name,
@@ -125,7 +136,7 @@ class Query:
                     state=state.state,
                     received=s.received if s else 0,
                     errors=s.errors if s else 0,
-                    queued=state.queued,
+                    queued=queued,
                     last_error=s.last_error if s else None,
                     last_message_at=iso(s.last_message_at, info) if s else None,
                 )

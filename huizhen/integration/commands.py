@@ -20,8 +20,11 @@ from datetime import datetime
 from huizhen.integration.model import (
     Coding,
     Consultation,
+    Document,
     Encounter,
+    Facility,
     Identifier,
+    ImagingStudy,
     Observation,
     Patient,
     Practitioner,
@@ -113,6 +116,88 @@ class ScheduleConsultation:
     appointment: tuple[Identifier, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class UpsertFacility:
+    """Create the facility, or update the one with the same ``facility.code``."""
+
+    facility: Facility
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertPractitioner:
+    """Create or update the practitioner found by ``practitioner.id`` or any of its identifiers.
+
+    Merges like the other upserts. ``create=False`` only updates: a practitioner
+    found by nothing is a :class:`~huizhen.integration.errors.NotFound`
+    (a FHIR PractitionerRole names one that must exist).
+    """
+
+    practitioner: Practitioner
+    facility_code: str | None = None
+    create: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AddImagingStudy:
+    """Study metadata for a patient, keyed by its Study Instance UID; series and instances add up."""
+
+    study: ImagingStudy
+    patient: PatientRef
+    order: Identifier | None = None
+    facility_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddDocument:
+    """A document (report, note) for a patient; attached to the consultation whose source order is ``order``.
+
+    Idempotent on the document's identifiers: a document already holding one of
+    them is updated in place.
+    """
+
+    document: Document
+    patient: PatientRef
+    order: Identifier | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindPatientAlias:
+    """Give the patient whose Huizhen id is ``patient_id`` the identifier ``alias``.
+
+    For a sender that names a patient by the id Huizhen gave it (a FHIR client
+    that read ``Patient/<id>`` back): after this, ``alias`` finds the patient
+    like any identifier. Nothing happens when a patient already holds
+    ``alias`` or no patient has that id.
+    """
+
+    alias: Identifier
+    patient_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityLink:
+    """An id field to fill before a command applies: ``field`` of each entity the command carries.
+
+    ``target`` is ``Practitioner`` (found by identifier), ``Encounter`` (by visit
+    number) or ``Organization`` (a facility, by code: the identifiers' values);
+    ``ids`` are Huizhen ids to try as well. A link that finds nothing leaves the
+    field as it is.
+    """
+
+    field: str
+    target: str
+    identifiers: tuple[Identifier, ...] = ()
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """Resolve ``links`` into the entities of ``command``, then apply it."""
+
+    command: Command
+    links: tuple[EntityLink, ...]
+
+
 Command = (
     UpsertPatient
     | UpsertEncounter
@@ -122,4 +207,10 @@ Command = (
     | RequestConsultation
     | CancelConsultation
     | ScheduleConsultation
+    | UpsertFacility
+    | UpsertPractitioner
+    | AddImagingStudy
+    | AddDocument
+    | BindPatientAlias
+    | Linked
 )

@@ -6,7 +6,7 @@ after the commit, so a subscriber never sees a change that was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -41,14 +41,22 @@ class ConsultationRequest:
     facility_code: str | None = None
 
 
+CompletionHook = Callable[[Repository, Consultation, datetime], Awaitable[None]]
+
+
 class ConsultationService:
+    """``on_complete`` runs inside the transaction that completes a consultation
+    (the report back to the requesting HIS is queued there, so it is never lost)."""
+
     def __init__(
-        self, store: Store, bus: EventBus, tz: tzinfo, clock: Callable[[], datetime] | None = None
+        self, store: Store, bus: EventBus, tz: tzinfo, clock: Callable[[], datetime] | None = None,
+        on_complete: CompletionHook | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.on_complete = on_complete
 
     async def request(self, req: ConsultationRequest, actor: Actor) -> Consultation:
         """Create a DRAFT consultation with a fresh ``HZ-YYYYMMDD-NNNN`` number."""
@@ -121,6 +129,8 @@ class ConsultationService:
             )
             await repo.consultations.save(c)
             await self._audit(repo, actor, transition.value, c, at)
+            if transition is Transition.COMPLETE and self.on_complete is not None:
+                await self.on_complete(repo, c, at)
         await self._publish(c, event)
         return c
 

@@ -7,7 +7,9 @@ protocol's answer (an HL7 ACK, an OperationOutcome…) for an :class:`Outcome`.
 Promises (DESIGN.md, "Inbound pipeline"):
 
 * APPLIED — the journal row and every effect are committed in one transaction
-  before the answer is returned, so a positive answer means durable.
+  before the answer is returned, so a positive answer means durable. That
+  transaction may carry other messages too (the store's group commit: one
+  commit for the messages that arrive together), each isolated from the others.
 * FAILED — the message is journaled as ERROR with the reason and can be
   reprocessed; nothing of it was applied (the transaction rolled back).
 * REJECTED — the input could not be taken at all; it is journaled as ERROR
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
@@ -30,11 +32,13 @@ from huizhen.integration.commands import Command
 from huizhen.integration.errors import BadInput, HuizhenError, NotFound
 from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import Actor, Message, MessageStatus
+from huizhen.integration.repo import Repository
 from huizhen.integration.store import Store
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TOPIC = "message"
+_MAX_FACILITY_IDS = 10_000  # senders are facilities: far fewer in any real deployment
 
 
 class Outcome(enum.Enum):
@@ -87,6 +91,17 @@ class Result:
     events: list[Event] = field(default_factory=list)
 
 
+@dataclass
+class _Step:
+    """What one transaction of the pipeline decided; published and answered after its commit."""
+
+    answer: bytes | None
+    outcome: Outcome
+    events: list[Event] = field(default_factory=list)
+    error: Exception | None = None
+    facilities: dict[str, str] = field(default_factory=dict)  # ids by code the transaction committed
+
+
 class InboundEngine:
     def __init__(
         self, store: Store, bus: EventBus, tz: tzinfo, clock: Callable[[], datetime] | None = None
@@ -95,25 +110,44 @@ class InboundEngine:
         self.bus = bus
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(UTC))
+        # Facility ids by code from committed transactions: a code never changes its
+        # facility (the directory saves by code, never deletes), so the lookup is paid once.
+        self._facility_ids: dict[str, str] = {}
 
     async def receive(self, codec: Codec, raw: bytes, *, peer: str | None = None) -> Result:
-        """Take one message through the pipeline; never raises for bad input."""
+        """Take one message through the pipeline; never raises for bad input.
+
+        Decoding and mapping are pure and run before the write; the duplicate
+        check, the effects and the journal row are one job of the store's
+        group commit, so a message costs no transaction of its own.
+        """
         msg = Message(channel=codec.channel, raw=raw, received_at=self.clock(), peer=peer)
         try:
             inbound = codec.decode(raw)
         except HuizhenError as exc:
             return await self._rejected(codec, msg, raw, exc)
         msg.sender, msg.control_id, msg.type = inbound.sender, inbound.control_id, inbound.type
-        async with self.store.read() as repo:
+        mapped: Mapped | Exception
+        try:
+            mapped = codec.map(inbound)
+        except Exception as exc:  # decided inside the job: a duplicate is answered all the same
+            mapped = exc
+
+        async def job(repo: Repository) -> _Step:
             earlier = await repo.journal.processed(inbound.sender, inbound.control_id)
-        if earlier is not None:
-            msg.status, msg.ack, msg.processed_at = MessageStatus.DUPLICATE, earlier.ack, self.clock()
-            msg.error = f"duplicate of message {earlier.id}"
-            await self._journal(msg)
-            log.info("duplicate message answered again", extra=_log_fields(msg))
-            again = earlier.ack.encode(inbound.charset) if earlier.ack else None
-            return await self._done(msg, again, Outcome.APPLIED, [])
-        return await self._process(codec, inbound, msg, new=True)
+            if earlier is not None:
+                msg.status, msg.ack, msg.processed_at = MessageStatus.DUPLICATE, earlier.ack, self.clock()
+                msg.error, msg.effects = f"duplicate of message {earlier.id}", []
+                await repo.journal.add(msg)
+                again = earlier.ack.encode(inbound.charset) if earlier.ack else None
+                return _Step(again, Outcome.APPLIED)
+            if isinstance(mapped, HuizhenError):
+                return await self._failed_in(repo, codec, inbound, msg, mapped, new=True)
+            if isinstance(mapped, Exception):
+                raise mapped
+            return await self._apply_in(repo, codec, inbound, msg, mapped, new=True)
+
+        return await self._commit(codec, inbound, msg, job, new=True)
 
     async def reprocess(self, codec: Codec, message_id: str) -> Result:
         """Run an ERROR message through the current mappings again, in its journal row."""
@@ -129,40 +163,69 @@ class InboundEngine:
             msg.error, msg.processed_at = str(exc), self.clock()
             await self._journal(msg, new=False)
             return Result(msg, None, Outcome.REJECTED)
-        return await self._process(codec, inbound, msg, new=False)
-
-    async def _process(self, codec: Codec, inbound: Inbound, msg: Message, *, new: bool) -> Result:
         try:
             mapped = codec.map(inbound)
         except HuizhenError as exc:
-            return await self._failed(codec, inbound, msg, exc, new=new)
-        at = self.clock()
-        actor = Actor.system(f"{codec.channel}:{inbound.sender}")
-        try:
-            async with self.store.write() as repo:
-                applier = Applier(repo, actor=actor, at=at, tz=self.tz)
-                if mapped.filtered is None:
-                    await applier.apply_all(mapped.commands)
-                    msg.status = MessageStatus.PROCESSED
-                else:
-                    msg.status = MessageStatus.FILTERED
-                msg.error = mapped.filtered
-                msg.effects, msg.processed_at = applier.effects, at
-                answer = codec.answer(inbound, Outcome.APPLIED, None, mapped.warnings)
-                msg.ack = _text(answer, inbound.charset)
-                await (repo.journal.add(msg) if new else repo.journal.update(msg))
-        except HuizhenError as exc:
-            msg.effects = []
-            return await self._failed(codec, inbound, msg, exc, new=new)
-        return await self._done(msg, answer, Outcome.APPLIED, applier.events)
+            return await self._commit(codec, inbound, msg, self._failure(codec, inbound, msg, exc, new=False),
+                                      new=False)
 
-    async def _failed(self, codec: Codec, inbound: Inbound, msg: Message, exc: Exception, *, new: bool) -> Result:
-        msg.status, msg.error, msg.processed_at = MessageStatus.ERROR, str(exc), self.clock()
+        async def job(repo: Repository) -> _Step:
+            return await self._apply_in(repo, codec, inbound, msg, mapped, new=False)
+
+        return await self._commit(codec, inbound, msg, job, new=False)
+
+    async def _commit(
+        self, codec: Codec, inbound: Inbound, msg: Message, job: Callable[[Repository], Awaitable[_Step]], *,
+        new: bool,
+    ) -> Result:
+        try:
+            step = await self.store.batched(job)
+        except HuizhenError as exc:  # the effects were rolled back; the message is journaled as failed
+            step = await self.store.batched(self._failure(codec, inbound, msg, exc, new=new))
+        if len(self._facility_ids) < _MAX_FACILITY_IDS:
+            self._facility_ids.update(step.facilities)
+        if msg.status is MessageStatus.DUPLICATE:
+            log.info("duplicate message answered again", extra=_log_fields(msg))
+        elif step.error is not None:
+            log.warning("message not applied: %s", type(step.error).__name__, extra=_log_fields(msg))
+        return await self._done(msg, step.answer, step.outcome, step.events)
+
+    def _failure(
+        self, codec: Codec, inbound: Inbound, msg: Message, exc: Exception, *, new: bool
+    ) -> Callable[[Repository], Awaitable[_Step]]:
+        """The job that journals ``msg`` as failed with ``exc``."""
+
+        async def job(repo: Repository) -> _Step:
+            return await self._failed_in(repo, codec, inbound, msg, exc, new=new)
+
+        return job
+
+    async def _apply_in(
+        self, repo: Repository, codec: Codec, inbound: Inbound, msg: Message, mapped: Mapped, *, new: bool
+    ) -> _Step:
+        at = self.clock()
+        applier = Applier(repo, actor=Actor.system(f"{codec.channel}:{inbound.sender}"), at=at, tz=self.tz,
+                          committed_facilities=self._facility_ids)
+        if mapped.filtered is None:
+            await applier.apply_all(mapped.commands)
+            msg.status = MessageStatus.PROCESSED
+        else:
+            msg.status = MessageStatus.FILTERED
+        msg.error = mapped.filtered
+        msg.effects, msg.processed_at = applier.effects, at
+        answer = codec.answer(inbound, Outcome.APPLIED, None, mapped.warnings)
+        msg.ack = _text(answer, inbound.charset)
+        await (repo.journal.add(msg) if new else repo.journal.update(msg))
+        return _Step(answer, Outcome.APPLIED, applier.events, facilities=applier.facilities)
+
+    async def _failed_in(
+        self, repo: Repository, codec: Codec, inbound: Inbound, msg: Message, exc: Exception, *, new: bool
+    ) -> _Step:
+        msg.status, msg.error, msg.processed_at, msg.effects = MessageStatus.ERROR, str(exc), self.clock(), []
         answer = codec.answer(inbound, Outcome.FAILED, exc, ())
         msg.ack = _text(answer, inbound.charset)
-        await self._journal(msg, new=new)
-        log.warning("message not applied: %s", type(exc).__name__, extra=_log_fields(msg))
-        return await self._done(msg, answer, Outcome.FAILED, [])
+        await (repo.journal.add(msg) if new else repo.journal.update(msg))
+        return _Step(answer, Outcome.FAILED, error=exc)
 
     async def _rejected(self, codec: Codec, msg: Message, raw: bytes, exc: Exception) -> Result:
         msg.status, msg.error, msg.processed_at = MessageStatus.ERROR, f"rejected: {exc}", self.clock()
@@ -173,8 +236,10 @@ class InboundEngine:
         return await self._done(msg, answer, Outcome.REJECTED, [])
 
     async def _journal(self, msg: Message, *, new: bool = True) -> None:
-        async with self.store.write() as repo:
+        async def job(repo: Repository) -> None:
             await (repo.journal.add(msg) if new else repo.journal.update(msg))
+
+        await self.store.batched(job)
 
     async def _done(self, msg: Message, answer: bytes | None, outcome: Outcome, events: list[Event]) -> Result:
         for event in events:

@@ -209,6 +209,7 @@ class ImagingInstance:
     size: int | None = None
     sha256: str | None = None
     conflict: bool = False  # same SOP Instance UID arrived with different content
+    transfer_syntax_uid: str | None = None  # as stored (C-MOVE/C-GET propose it to the receiver)
 
 
 @dataclass(slots=True)
@@ -355,3 +356,29 @@ class Actor:
     @classmethod
     def system(cls, name: str) -> Actor:
         return cls(id=name, roles=("system",))
+
+
+class OutboundStatus(enum.StrEnum):
+    PENDING = "PENDING"  # waiting for its (next) attempt
+    SENT = "SENT"  # the receiver acknowledged it
+    FAILED = "FAILED"  # the receiver refused it (AR/CR): retrying would not help
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """A message Huizhen owes another system, kept until that system acknowledges it."""
+
+    channel: str  # "mllp-out"
+    destination: str  # facility code the endpoint is configured for
+    payload: bytes
+    created_at: datetime
+    control_id: str | None = None
+    type: str | None = None
+    consultation_id: str | None = None
+    status: OutboundStatus = OutboundStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    ack: str | None = None
+    sent_at: datetime | None = None
+    id: str = field(default_factory=new_id)

@@ -184,6 +184,7 @@ imaging_studies = Table(
     Column("started_at", UTCDateTime),
     Column("facility_id", ID, ForeignKey("facilities.id")),
     Column("consultation_id", ID, ForeignKey("consultations.id")),
+    Index("ix_imaging_studies_started", "started_at"),
 )
 
 imaging_series = Table(
@@ -210,6 +211,9 @@ imaging_instances = Table(
     Column("size", BigInteger),
     Column("sha256", String(64)),
     Column("conflict", Boolean, nullable=False, default=False),
+    Column("transfer_syntax_uid", String(64)),
+    # one row per distinct content of an instance: a repeated C-STORE of the same bytes adds nothing
+    Index("uq_imaging_instances_sop_sha256", "sop_instance_uid", "sha256", unique=True),
 )
 
 documents = Table(
@@ -311,6 +315,27 @@ audit_events = Table(
     Column("source", String(200)),
     Column("prev_hash", String(64)),
     Column("hash", String(64), nullable=False),
+)
+
+# messages owed to other systems (the ORU report back), durable until acknowledged
+outbox = Table(
+    "outbox",
+    metadata,
+    _id(),
+    Column("channel", String(32), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("type", String(64)),
+    Column("control_id", String(200)),
+    Column("consultation_id", ID, ForeignKey("consultations.id")),
+    Column("payload_enc", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("ack", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
 # named counters (consultation numbers per day); incremented with an atomic upsert

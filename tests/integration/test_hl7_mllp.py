@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-
-import asyncio
 
 import hl7
 import pytest
@@ -225,3 +224,17 @@ async def test_journal_and_channels_over_graphql(server: RunningServer, mllp: Ml
         assert again == "BAD_INPUT"
     finally:
         await admin.aclose()
+
+
+async def test_strictly_validated_sender_gets_ar_for_a_broken_structure(tmp_path: Path, db_url: str) -> None:
+    async with running_server(tmp_path / "v", db_url, hl7_validate_senders="STRICT") as srv:
+        client = MllpClient("127.0.0.1", srv.ports["mllp"])
+        try:
+            # ADT^A01 without its required EVN and PV1: python-hl7 takes it, hl7apy does not
+            broken = msg("PID|1||S1^^^STRICT^MR||赵^六", sender="HIS|STRICT", control_id="ST-1")
+            code, echoed, text = ack_fields(await client.send(broken))
+            assert (code, echoed) == ("AR", "ST-1") and "ERR|" in text
+            lenient = msg("PID|1||S1^^^QSWSY^MR||赵^六", control_id="ST-2")  # another sender: not validated
+            assert ack_fields(await client.send(lenient))[0] == "AA"
+        finally:
+            await client.close()

@@ -9,7 +9,9 @@ from huizhen.integration.repo.audit import AuditTrail
 from huizhen.integration.repo.clinical import Clinical
 from huizhen.integration.repo.consultations import Consultations
 from huizhen.integration.repo.directory import Directory
+from huizhen.integration.repo.imaging import Imaging
 from huizhen.integration.repo.journal import Journal
+from huizhen.integration.repo.outbox import Outbox
 from huizhen.integration.repo.patients import Patients
 
 
@@ -23,6 +25,8 @@ class Repository:
         self.consultations = Consultations(conn, keyring, dialect)
         self.journal = Journal(conn, keyring, dialect)
         self.audit = AuditTrail(conn, keyring, dialect)
+        self.outbox = Outbox(conn, keyring, dialect)
+        self.imaging = Imaging(conn, keyring, dialect)
 
 
 __all__ = ["Repository"]

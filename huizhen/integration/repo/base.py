@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from huizhen.integration import tables as t
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.model import HumanName, Identifier
+from huizhen.integration.repo import prepared
+from huizhen.integration.repo.prepared import Prepared, Row
 
 
 class RepoBase:
@@ -18,6 +21,13 @@ class RepoBase:
         self.conn = conn
         self.keyring = keyring
         self.dialect = dialect
+
+    async def run(self, statement: Prepared, params: Mapping[str, Any]) -> list[Row]:
+        """A hot-path statement, straight on the driver (see :mod:`.prepared`); SELECT rows as dicts."""
+        return await prepared.run(self.conn, statement, params)
+
+    async def run_many(self, statement: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+        await prepared.run_many(self.conn, statement, rows)
 
     def upsert_into(self, table: Any) -> Any:
         """A dialect insert that supports ``on_conflict_do_*``."""

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import (
@@ -20,34 +21,44 @@ from huizhen.integration.model import (
     ReferenceRange,
 )
 from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
+from huizhen.integration.repo.prepared import Prepared
+
+# Statements of the ingest hot path, built once (see repo/patients.py)
+_e = t.encounters
+_ENCOUNTER_BY_VISIT = Prepared(select(_e).where(_e.c.visit_idx == bindparam("visit")))
+_INSERT_OBSERVATION = Prepared(t.observations.insert())
+
+
+def _upsert_encounter(insert: Any) -> Prepared:
+    stmt = insert(_e)
+    return Prepared(stmt.on_conflict_do_update(
+        index_elements=[_e.c.id], set_={c.name: stmt.excluded[c.name] for c in _e.c if c.name != "id"}
+    ))
+
+
+# one statement whether the visit is new or known (the id decides), instead of a look then a write
+_UPSERT_ENCOUNTER = {"sqlite": _upsert_encounter(sqlite.insert), "postgresql": _upsert_encounter(postgresql.insert)}
 
 
 class Clinical(RepoBase):
     async def save_encounter(self, e: Encounter) -> Encounter:
         values = {
-            "patient_id": e.patient_id, "identifiers": identifiers_to_json(e.identifiers),
+            "id": e.id, "patient_id": e.patient_id, "identifiers": identifiers_to_json(e.identifiers),
             "visit_idx": self.keyring.blind_index(e.identifiers[0].system, e.identifiers[0].value)
             if e.identifiers else None,
             "status": e.status, "class_code": e.class_code, "facility_id": e.facility_id,
             "department": e.department, "location": e.location, "attending_id": e.attending_id,
             "start": e.start, "end": e.end,
         }
-        exists = (await self.conn.execute(select(t.encounters.c.id).where(t.encounters.c.id == e.id))).first()
-        if exists:
-            await self.conn.execute(t.encounters.update().where(t.encounters.c.id == e.id).values(**values))
-        else:
-            await self.conn.execute(t.encounters.insert().values(id=e.id, **values))
+        await self.run(_UPSERT_ENCOUNTER[self.dialect], values)
         return e
 
     async def encounter_by_visit(self, visit: Identifier) -> Encounter | None:
-        row = (
-            await self.conn.execute(
-                select(t.encounters).where(t.encounters.c.visit_idx == self.keyring.blind_index(visit.system, visit.value))
-            )
-        ).first()
-        if row is None:
+        key = self.keyring.blind_index(visit.system, visit.value)
+        rows = await self.run(_ENCOUNTER_BY_VISIT, {"visit": key})
+        if not rows:
             return None
-        m = row._mapping
+        m = rows[0]
         return Encounter(
             id=m["id"], patient_id=m["patient_id"], identifiers=identifiers_from_json(m["identifiers"]),
             status=m["status"], class_code=m["class_code"], facility_id=m["facility_id"], department=m["department"],
@@ -56,7 +67,7 @@ class Clinical(RepoBase):
 
     async def add_observations(self, observations: Sequence[Observation]) -> None:
         if observations:
-            await self.conn.execute(t.observations.insert(), [self._obs_values(o) for o in observations])
+            await self.run_many(_INSERT_OBSERVATION, [self._obs_values(o) for o in observations])
 
     async def observations_for_patients(
         self, patient_ids: Sequence[str], *, latest: int | None = None
@@ -114,7 +125,7 @@ class Clinical(RepoBase):
             ):
                 by_uid[i.series_instance_uid].instances.append(
                     ImagingInstance(i.sop_instance_uid, i.sop_class_uid, i.number, i.object_key, i.size,
-                                    i.sha256, bool(i.conflict))
+                                    i.sha256, bool(i.conflict), i.transfer_syntax_uid)
                 )
         return [
             ImagingStudy(

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import EntityRef, Message, MessageStatus
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.prepared import Prepared
 
 
 @dataclass
@@ -22,34 +23,42 @@ class ChannelStats:
     last_message_at: datetime | None = None
 
 
+# Statements of the ingest hot path, built once (see repo/patients.py)
+_m = t.messages
+_INSERT = Prepared(_m.insert())
+_UPDATE = _m.update().where(_m.c.id == bindparam("mid"))
+_GET = select(_m).where(_m.c.id == bindparam("mid"))
+_ANSWERED = Prepared(
+    select(_m)
+    .where(
+        _m.c.sender == bindparam("sender"),
+        _m.c.control_id == bindparam("control_id"),
+        # two plain parameters, not an expanding IN: that one re-renders its SQL on every call
+        _m.c.status.in_([bindparam("processed", MessageStatus.PROCESSED.value),
+                         bindparam("filtered", MessageStatus.FILTERED.value)]),
+    )
+    .order_by(_m.c.received_at)
+    .limit(1)
+)
+
+
 class Journal(RepoBase):
     async def add(self, m: Message) -> Message:
-        await self.conn.execute(t.messages.insert().values(id=m.id, **self._values(m)))
+        await self.run(_INSERT, {"id": m.id, **self._values(m)})
         return m
 
     async def update(self, m: Message) -> Message:
-        await self.conn.execute(t.messages.update().where(t.messages.c.id == m.id).values(**self._values(m)))
+        await self.conn.execute(_UPDATE, {"mid": m.id, **self._values(m)})
         return m
 
     async def get(self, message_id: str) -> Message | None:
-        row = (await self.conn.execute(select(t.messages).where(t.messages.c.id == message_id))).first()
+        row = (await self.conn.execute(_GET, {"mid": message_id})).first()
         return self._message(row._mapping) if row else None
 
     async def processed(self, sender: str, control_id: str) -> Message | None:
         """The earlier message from ``sender`` with ``control_id`` that was answered, if any."""
-        row = (
-            await self.conn.execute(
-                select(t.messages)
-                .where(
-                    t.messages.c.sender == sender,
-                    t.messages.c.control_id == control_id,
-                    t.messages.c.status.in_([MessageStatus.PROCESSED.value, MessageStatus.FILTERED.value]),
-                )
-                .order_by(t.messages.c.received_at)
-                .limit(1)
-            )
-        ).first()
-        return self._message(row._mapping) if row else None
+        rows = await self.run(_ANSWERED, {"sender": sender, "control_id": control_id})
+        return self._message(rows[0]) if rows else None
 
     async def search(
         self, *, channel: str | None = None, status: MessageStatus | None = None,

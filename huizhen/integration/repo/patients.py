@@ -6,15 +6,62 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import Conflict
 from huizhen.integration.model import Gender, Identifier, Patient
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, name_from_json, name_to_json, now
+from huizhen.integration.repo.prepared import Prepared
 
 _MAX_MERGE_HOPS = 16
+
+# Statements of the ingest hot path, built once and run on the driver itself (see .prepared)
+_p, _pi = t.patients, t.patient_identifiers
+_held = _pi.alias("held")  # the identifier a lookup matched
+_EXISTS = Prepared(select(_p.c.id).where(_p.c.id == bindparam("pid")))
+_INSERT = Prepared(_p.insert())
+_UPDATE = Prepared(_p.update().where(_p.c.id == bindparam("pid")))
+
+
+def _holders(keys: int) -> Prepared:
+    """Which of ``keys`` blind indexes a patient other than ``pid`` holds (see :func:`_find` on arity)."""
+    return Prepared(
+        select(_pi.c.system_value_idx).where(
+            _pi.c.system_value_idx.in_([bindparam(f"k{n}") for n in range(keys)]),
+            _pi.c.patient_id != bindparam("pid"),
+        )
+    )
+
+
+_HOLDERS = {n: _holders(n) for n in range(1, 9)}
+_HOLDER = select(_pi.c.patient_id).where(_pi.c.system_value_idx == bindparam("key"))
+
+
+def _find(keys: int) -> Prepared:
+    """Patients holding any of ``keys`` blind indexes, with every identifier of theirs: one round trip.
+
+    One statement per number of keys (a message names one to a few): an
+    expanding IN would have to be rendered again on every call.
+    """
+    return Prepared(
+        select(_held.c.system_value_idx.label("matched"), _p, _pi.c.system_enc, _pi.c.value_enc)
+        .select_from(_held.join(_p, _p.c.id == _held.c.patient_id).join(_pi, _pi.c.patient_id == _p.c.id))
+        .where(_held.c.system_value_idx.in_([bindparam(f"k{n}") for n in range(keys)]))
+        .order_by(_pi.c.id)
+    )
+
+
+_FIND = {n: _find(n) for n in range(1, 9)}
+_BY_IDS = select(_p).where(_p.c.id.in_(bindparam("ids", expanding=True)))
+_IDENTIFIERS = select(_pi).where(_pi.c.patient_id.in_(bindparam("ids", expanding=True))).order_by(_pi.c.id)
+_INSERT_IDENTIFIER = Prepared(_pi.insert().inline())  # inline: no RETURNING of the serial id
+_DELETE_IDENTIFIERS = Prepared(_pi.delete().where(_pi.c.patient_id == bindparam("pid")))
+_INSERT_TOKEN = Prepared(t.patient_search_tokens.insert())
+_DELETE_TOKENS = Prepared(
+    t.patient_search_tokens.delete().where(t.patient_search_tokens.c.patient_id == bindparam("pid"))
+)
 
 
 class Patients(RepoBase):
@@ -24,84 +71,156 @@ class Patients(RepoBase):
         An identifier already held by another patient is a :class:`Conflict`:
         one (system, value) names one person.
         """
+        exists = await self.run(_EXISTS, {"pid": p.id})
+        await (self._update_row(p) if exists else self._insert_row(p))
+        await self._save_identifiers(p)
+        await self._save_tokens(p)
+        return p
+
+    async def add(self, p: Patient) -> Patient:
+        """Insert a new patient whose identifiers the caller found unheld in this transaction.
+
+        The ingest path's :meth:`save`: no existence check, nothing to delete.
+        """
+        await self._insert_row(p)
+        idx = self._identifier_keys(p.identifiers)
+        if idx:
+            await self.run_many(_INSERT_IDENTIFIER, self._identifier_rows(p.id, idx))
+        await self._insert_tokens(p)
+        return p
+
+    async def update(self, p: Patient, before: Patient) -> Patient:
+        """Update ``p``, read in this transaction as ``before``: only what changed is rewritten.
+
+        Identifiers appended since ``before`` are added (a :class:`Conflict` if
+        another patient holds one), search tokens are rewritten when the name
+        changed; anything else falls back to :meth:`save`.
+        """
+        known = len(before.identifiers)
+        added = self._identifier_keys(p.identifiers[known:])
+        appended_only = (
+            p.identifiers[:known] == before.identifiers
+            and len(added) == len(p.identifiers) - known
+            and not added.keys() & self._identifier_keys(before.identifiers).keys()
+        )
+        if not appended_only:  # identifiers dropped, reordered or re-cased: rewrite them all
+            return await self.save(p)
+        if not added and _row_of(p) == _row_of(before):
+            return p  # the message repeats what is stored: no write, no new version
+        if added:
+            await self._check_unheld(p.id, added)
+        await self._update_row(p)
+        if added:
+            await self.run_many(_INSERT_IDENTIFIER, self._identifier_rows(p.id, added))
+        if p.name != before.name:
+            await self.run(_DELETE_TOKENS, {"pid": p.id})
+            await self._insert_tokens(p)
+        return p
+
+    async def _insert_row(self, p: Patient) -> None:
         at = now()
-        exists = (await self.conn.execute(select(t.patients.c.id).where(t.patients.c.id == p.id))).first()
-        values = {
+        p.created_at = p.updated_at = at
+        await self.run(_INSERT, {"id": p.id, "created_at": at, **self._row(p, at)})
+
+    async def _update_row(self, p: Patient) -> None:
+        at = now()
+        p.updated_at = at
+        await self.run(_UPDATE, {"pid": p.id, **self._row(p, at)})
+
+    def _row(self, p: Patient, at: datetime) -> dict[str, Any]:
+        return {
             "facility_id": p.facility_id,
             "gender": p.gender.value if p.gender else None,
             "phi_enc": self.keyring.encrypt_json(_phi(p)),
             "merged_into": p.merged_into,
             "updated_at": at,
         }
-        if exists:
-            await self.conn.execute(t.patients.update().where(t.patients.c.id == p.id).values(**values))
-        else:
-            p.created_at = at
-            await self.conn.execute(t.patients.insert().values(id=p.id, created_at=at, **values))
-        p.updated_at = at
-        await self._save_identifiers(p)
-        await self._save_tokens(p)
-        return p
+
+    def _identifier_keys(self, identifiers: Sequence[Identifier]) -> dict[str, Identifier]:
+        """Blind index → identifier; of identifiers equal once folded, the last one stays."""
+        return {self.keyring.blind_index(i.system, i.value): i for i in identifiers}
+
+    def _identifier_rows(self, patient_id: str, idx: dict[str, Identifier]) -> list[dict[str, Any]]:
+        return [
+            {
+                "patient_id": patient_id,
+                "system_enc": self.keyring.encrypt(i.system.encode()),
+                "value_enc": self.keyring.encrypt(i.value.encode()),
+                "system_value_idx": key,
+                "value_idx": self.keyring.blind_index(i.value),
+            }
+            for key, i in idx.items()
+        ]
+
+    async def _check_unheld(self, patient_id: str, idx: dict[str, Identifier]) -> None:
+        stmt = _HOLDERS[len(idx)] if len(idx) in _HOLDERS else _holders(len(idx))
+        rows = await self.run(stmt, {"pid": patient_id, **{f"k{n}": key for n, key in enumerate(idx)}})
+        if rows:
+            ident = idx[rows[0]["system_value_idx"]]
+            raise Conflict(f"identifier {ident.system}|{ident.value} belongs to another patient")
 
     async def _save_identifiers(self, p: Patient) -> None:
-        idx = {self.keyring.blind_index(i.system, i.value): i for i in p.identifiers}
+        idx = self._identifier_keys(p.identifiers)
         if idx:
-            rows = await self.conn.execute(
-                select(t.patient_identifiers.c.system_value_idx).where(
-                    t.patient_identifiers.c.system_value_idx.in_(list(idx)),
-                    t.patient_identifiers.c.patient_id != p.id,
-                )
-            )
-            taken = rows.scalars().first()
-            if taken is not None:
-                ident = idx[taken]
-                raise Conflict(f"identifier {ident.system}|{ident.value} belongs to another patient")
-        await self.conn.execute(t.patient_identifiers.delete().where(t.patient_identifiers.c.patient_id == p.id))
+            await self._check_unheld(p.id, idx)
+        await self.run(_DELETE_IDENTIFIERS, {"pid": p.id})
         if idx:
-            await self.conn.execute(
-                t.patient_identifiers.insert(),
-                [
-                    {
-                        "patient_id": p.id,
-                        "system_enc": self.keyring.encrypt(i.system.encode()),
-                        "value_enc": self.keyring.encrypt(i.value.encode()),
-                        "system_value_idx": key,
-                        "value_idx": self.keyring.blind_index(i.value),
-                    }
-                    for key, i in idx.items()
-                ],
-            )
+            await self.run_many(_INSERT_IDENTIFIER, self._identifier_rows(p.id, idx))
 
     async def _save_tokens(self, p: Patient) -> None:
+        await self.run(_DELETE_TOKENS, {"pid": p.id})
+        await self._insert_tokens(p)
+
+    async def _insert_tokens(self, p: Patient) -> None:
         words = {p.name.text, p.name.family or "", "".join(p.name.given), *p.name.given}
         tokens = {self.keyring.blind_index(w) for w in words if w and w.strip()}
-        await self.conn.execute(t.patient_search_tokens.delete().where(t.patient_search_tokens.c.patient_id == p.id))
         if tokens:
-            await self.conn.execute(
-                t.patient_search_tokens.insert(), [{"patient_id": p.id, "token_idx": tok} for tok in tokens]
-            )
+            await self.run_many(_INSERT_TOKEN, [{"patient_id": p.id, "token_idx": tok} for tok in tokens])
 
     async def get(self, patient_id: str) -> Patient | None:
         found = await self.by_ids([patient_id])
         return found[0] if found else None
 
     async def by_ids(self, ids: Sequence[str]) -> list[Patient]:
-        rows = (await self.conn.execute(select(t.patients).where(t.patients.c.id.in_(list(ids))))).all()
+        rows = (await self.conn.execute(_BY_IDS, {"ids": list(ids)})).all()
         idents = await self._identifiers([r.id for r in rows])
         return [self._patient(r._mapping, idents.get(r.id, [])) for r in rows]
 
     async def by_identifier(self, system: str, value: str, *, follow_merge: bool = True) -> Patient | None:
         key = self.keyring.blind_index(system, value)
-        pid = (
-            await self.conn.execute(
-                select(t.patient_identifiers.c.patient_id).where(t.patient_identifiers.c.system_value_idx == key)
-            )
-        ).scalar()
+        pid = (await self.conn.execute(_HOLDER, {"key": key})).scalar()
         if pid is None:
             return None
         p = await self.get(pid)
+        return await self._survivor(p) if follow_merge else p
+
+    async def find(self, identifiers: Sequence[Identifier]) -> Patient | None:
+        """The patient the first held of ``identifiers`` names, merges followed; one query.
+
+        The same answer as :meth:`by_identifier` tried for each in turn.
+        """
+        keys = [self.keyring.blind_index(i.system, i.value) for i in identifiers]
+        if not keys:
+            return None
+        keys = list(dict.fromkeys(keys))
+        stmt = _FIND[len(keys)] if len(keys) in _FIND else _find(len(keys))
+        rows = await self.run(stmt, {f"k{n}": key for n, key in enumerate(keys)})
+        if not rows:
+            return None
+        holder = {r["matched"]: r["id"] for r in rows}
+        pid = next(holder[k] for k in keys if k in holder)
+        mine = [r for r in rows if r["id"] == pid]
+        # a patient matched by several keys comes once per key: its identifiers once
+        identifiers_of = [
+            Identifier(self.keyring.decrypt(r["system_enc"]).decode(), self.keyring.decrypt(r["value_enc"]).decode())
+            for r in mine
+            if r["matched"] == mine[0]["matched"]
+        ]
+        return await self._survivor(self._patient(mine[0], identifiers_of))
+
+    async def _survivor(self, p: Patient | None) -> Patient | None:
         hops = 0
-        while follow_merge and p is not None and p.merged_into and hops < _MAX_MERGE_HOPS:
+        while p is not None and p.merged_into and hops < _MAX_MERGE_HOPS:
             p, hops = await self.get(p.merged_into), hops + 1
         return p
 
@@ -145,11 +264,7 @@ class Patients(RepoBase):
         out: dict[str, list[Identifier]] = {}
         if not ids:
             return out
-        rows = await self.conn.execute(
-            select(t.patient_identifiers)
-            .where(t.patient_identifiers.c.patient_id.in_(ids))
-            .order_by(t.patient_identifiers.c.id)
-        )
+        rows = await self.conn.execute(_IDENTIFIERS, {"ids": ids})
         for r in rows:
             out.setdefault(r.patient_id, []).append(
                 Identifier(self.keyring.decrypt(r.system_enc).decode(), self.keyring.decrypt(r.value_enc).decode())
@@ -171,6 +286,11 @@ class Patients(RepoBase):
             created_at=m["created_at"],
             updated_at=m["updated_at"],
         )
+
+
+def _row_of(p: Patient) -> tuple[Any, ...]:
+    """Everything of ``p`` its row and search tokens hold."""
+    return (p.facility_id, p.gender, p.name, p.birth_date, p.phone, p.address, p.merged_into)
 
 
 def _phi(p: Patient) -> dict[str, Any]:

@@ -1,0 +1,211 @@
+"""The DICOM SCP: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET on one AE (pynetdicom).
+
+pynetdicom runs each association in its own threads; the handlers here only
+translate between its events and the services, which answer a DIMSE status
+and reach the asyncio loop through :class:`LoopBridge`:
+
+* C-STORE → :class:`StorageService` (check, store the bytes, index);
+* C-FIND → :class:`QueryService`; C-MOVE, C-GET → :class:`RetrieveService`.
+
+Associations are accepted only from the calling AE titles of
+``HUIZHEN_DICOM_PEERS`` (see :mod:`dicom_peers`); a refused one is logged.
+Every socket gets TCP_NODELAY: pynetdicom writes a DIMSE response in small
+pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.events import Event as DicomEvent
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
+from huizhen.adapters.dicom_find_service import QueryService
+from huizhen.adapters.dicom_peers import Peer, PeerPolicy, move_destinations
+from huizhen.adapters.dicom_retrieve import RetrieveService
+from huizhen.adapters.dicom_status import Status
+from huizhen.adapters.dicom_storage import StorageService
+from huizhen.adapters.objects import ObjectStore
+from huizhen.integration.errors import BadInput
+from huizhen.integration.events import EventBus
+from huizhen.integration.imaging import ImagingIndexer
+from huizhen.integration.store import Store
+from huizhen.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MAX_PDU = 256 * 1024  # fewer, larger P-DATA PDUs per instance than pynetdicom's 16 KiB default
+_QR_MODELS = (
+    PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+class DicomListener:
+    """``await start()`` binds ``settings.host`` and ``port`` (default ``settings.dicom_port``;
+    0 lets the OS choose, see :attr:`port`); ``await stop()`` closes every association."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        *,
+        port: int | None = None,
+        objects: ObjectStore | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = PeerPolicy.from_settings(settings)  # ConfigurationError in production without peers
+        self.store = store
+        self.bus = bus
+        self.objects = objects or ObjectStore(settings.data_dir / "dicom")
+        self.indexer = ImagingIndexer(store, bus)
+        self.ssl_context = ssl_context
+        self._port = settings.dicom_port if port is None else port
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the DICOM listener is not started")
+        return int(self._server.server_address[1])
+
+    async def start(self) -> None:
+        self.objects.root.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        bridge = LoopBridge(asyncio.get_running_loop())
+        timeout = s.dicom_store_timeout_seconds
+        self._storage = StorageService(
+            self.objects, self.indexer, bridge, tz=s.tz, timeout=timeout, fallback_charset=s.dicom_fallback_charset
+        )
+        self._queries = QueryService(self.store, bridge, tz=s.tz, timeout=timeout, max_results=s.dicom_max_find_results)
+        self._retrieve = RetrieveService(
+            self._queries, self.objects, move_destinations(s.dicom_move_destinations),
+            sub_association_handlers=[(evt.EVT_CONN_OPEN, _no_delay)],
+        )
+        ae = self._ae = self._application_entity()
+        self._server = await asyncio.to_thread(
+            ae.start_server, (s.host, self._port), block=False, evt_handlers=self._handlers(),
+            ssl_context=self.ssl_context,
+        )
+        log.info(
+            "DICOM listener started",
+            extra={"port": self.port, "ae_title": s.dicom_ae, "tls": self.ssl_context is not None,
+                   "allow_list": self.policy.allowed_ae_titles or "any AE (development)"},
+        )
+
+    async def stop(self) -> None:
+        """Close the port and abort the associations still open."""
+        if self._server is not None:
+            self._server = None
+            # off the loop: association threads may be waiting on the loop to finish a store
+            await asyncio.to_thread(self._ae.shutdown)
+
+    def _application_entity(self) -> AE:
+        ae = AE(ae_title=self.settings.dicom_ae)
+        ae.maximum_pdu_size = _MAX_PDU
+        ae.add_supported_context(Verification)
+        for cx in AllStoragePresentationContexts:
+            # scp_role: a C-GET requestor asks to be the Storage SCP of the sub-operations
+            ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=False, scp_role=True)
+        for model in _QR_MODELS:
+            ae.add_supported_context(model)
+        if not self.policy.open_to_any:
+            ae.require_calling_aet = self.policy.allowed_ae_titles
+        return ae
+
+    def _handlers(self) -> list[Any]:
+        return [
+            (evt.EVT_CONN_OPEN, _no_delay),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_C_GET, self._on_get),
+        ]
+
+    def _peer(self, event: DicomEvent) -> Peer:
+        requestor = event.assoc.requestor
+        return self.policy.peer(requestor.ae_title, f"{requestor.address}:{requestor.port}")
+
+    def _on_accepted(self, event: DicomEvent) -> None:
+        if self.policy.open_to_any:
+            peer = self._peer(event)
+            log.info("DICOM association accepted from %s (development: no HUIZHEN_DICOM_PEERS allow-list)",
+                     peer.ae_title, extra={"calling_ae": peer.ae_title, "peer": peer.address})
+
+    def _on_rejected(self, event: DicomEvent) -> None:
+        peer = self._peer(event)
+        log.warning("DICOM association rejected: calling AE %r is not in HUIZHEN_DICOM_PEERS", peer.ae_title,
+                    extra={"calling_ae": peer.ae_title, "peer": peer.address})
+
+    def _on_echo(self, event: DicomEvent) -> int:
+        return int(Status.SUCCESS)
+
+    def _on_store(self, event: DicomEvent) -> int:
+        return int(self._storage.store(event.encoded_dataset(), self._peer(event)))
+
+    def _on_find(self, event: DicomEvent) -> Iterator[tuple[int, Any]]:
+        peer = self._peer(event)
+        try:
+            identifier = event.identifier
+            _check_root(str(event.request.AffectedSOPClassUID), identifier)
+            result = self._queries.find(identifier, peer)
+        except BadInput as exc:
+            log.warning("C-FIND refused: %s", exc, extra={"calling_ae": peer.ae_title})
+            yield int(Status.IDENTIFIER_MISMATCH), None
+            return
+        except BridgeTimeout:
+            yield int(Status.OUT_OF_RESOURCES), None
+            return
+        except Exception:  # a failing database or an undecodable identifier: answer, keep serving
+            log.exception("C-FIND failed", extra={"calling_ae": peer.ae_title})
+            yield int(Status.UNABLE_TO_PROCESS), None
+            return
+        for response in result.responses:
+            if event.is_cancelled:
+                yield int(Status.CANCEL), None
+                return
+            yield int(Status.PENDING), response
+        if result.limited:
+            yield int(Status.RESPONSE_LIMIT), None
+
+    def _on_move(self, event: DicomEvent) -> Iterator[Any]:
+        destination = event.move_destination
+        ae = destination.decode(errors="replace") if isinstance(destination, bytes) else str(destination or "")
+        yield from self._retrieve.move(event.identifier, ae, self._peer(event), lambda: event.is_cancelled)
+
+    def _on_get(self, event: DicomEvent) -> Iterator[Any]:
+        yield from self._retrieve.get(event.identifier, self._peer(event), lambda: event.is_cancelled)
+
+
+def _check_root(sop_class_uid: str, identifier: Any) -> None:
+    level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+    if sop_class_uid == StudyRootQueryRetrieveInformationModelFind and level == "PATIENT":
+        raise BadInput("the Study Root information model has no PATIENT level")
+
+
+def _no_delay(event: DicomEvent) -> None:
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,197 @@
+"""Core statements of the ingest hot path, run on the driver connection itself.
+
+Why: for each execution SQLAlchemy looks its compiled form up, builds an
+execution context, processes parameters and rows, and crosses into a greenlet
+and back for every driver call. Measured here that is ~100 µs a statement,
+where SQLite needs ~10 µs to run it; an HL7 message is several statements,
+and this overhead was the largest single cost of ingest.
+
+A :class:`Prepared` statement is still written in SQLAlchemy Core and
+compiled by SQLAlchemy, once per dialect and set of parameter names, with the
+bind and result processors of its column types (``UTCDateTime``, JSON…). Only
+the execution goes straight to the driver (sqlite3 under
+:mod:`huizhen.integration.sqlite_inline`, asyncpg), on the same connection and
+inside the same transaction as the caller's ``AsyncConnection``.
+
+Where the driver cannot be reached safely the statement runs through
+SQLAlchemy as usual, with the same result: a driver other than those two, a
+statement that needs SQLAlchemy's execution (an expanding IN, a column default
+computed in Python), or an asyncpg connection whose transaction SQLAlchemy has
+not begun yet (its adapter sends BEGIN with the first statement it runs).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import Executable
+
+from huizhen.integration.sqlite_inline import InlineConnection
+
+Row = dict[str, Any]
+Processor = Callable[[Any], Any] | None
+_DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTIONS = "huizhen.driver_connections"
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...]  # parameter names in positional order
+    binds: tuple[Processor, ...]
+    defaults: Mapping[str, Any]  # values bound in the statement itself
+    columns: tuple[str, ...]
+    results: tuple[Processor, ...]
+    direct: bool  # False: only SQLAlchemy's own execution gets it right
+
+
+class Prepared:
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+
+    def compiled(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+        found = self._compiled.get((dialect.name, keys))
+        if found is None:
+            found = self._compiled[(dialect.name, keys)] = _compile(self.statement, dialect, keys)
+        return found
+
+
+def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    order = tuple(compiled.positiontup or ())
+    direct = bool(
+        dialect.positional
+        and not compiled.literal_execute_params
+        and not compiled.post_compile_params
+        and not getattr(compiled, "insert_prefetch", ())
+        and not getattr(compiled, "update_prefetch", ())
+    )
+    binds = compiled.binds
+    columns: tuple[str, ...] = ()
+    results: tuple[Processor, ...] = ()
+    if getattr(statement, "is_select", False):
+        selected = list(statement.selected_columns)
+        columns = tuple(statement.selected_columns.keys())
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
+    return _Compiled(
+        sql=compiled.string,
+        order=order,
+        binds=tuple(
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) if name in binds else None
+            for name in order
+        ),
+        defaults={name: b.value for name, b in binds.items() if b.value is not None and not b.callable},
+        columns=columns,
+        results=results,
+        direct=direct,
+    )
+
+
+async def run(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> list[Row]:
+    """Execute with one set of parameters; the rows of a SELECT as dicts (none otherwise)."""
+    compiled = prepared.compiled(conn.dialect, tuple(sorted(params)))
+    driver = await _driver(conn) if compiled.direct else None
+    if driver is None:
+        result = await conn.execute(prepared.statement, dict(params))
+        return [dict(r._mapping) for r in result] if result.returns_rows else []
+    args = _args(compiled, params)
+    try:
+        if isinstance(driver, _Sqlite):
+            cursor = driver.connection.execute(compiled.sql, args)
+            rows = cursor.fetchall() if compiled.columns else ()
+            cursor.close()
+        elif compiled.columns:
+            rows = await driver.fetch(compiled.sql, *args)
+        else:
+            await driver.execute(compiled.sql, *args)
+            rows = ()
+    except _DRIVER_ERRORS as exc:
+        raise _translated(exc, compiled, args) from exc
+    return [_row(compiled, values) for values in rows]
+
+
+async def run_many(conn: AsyncConnection, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute once per parameter set (an ``executemany``); every set has the same names."""
+    if not rows:
+        return
+    compiled = prepared.compiled(conn.dialect, tuple(sorted(rows[0])))
+    driver = await _driver(conn) if compiled.direct else None
+    if driver is None:
+        await conn.execute(prepared.statement, [dict(r) for r in rows])
+        return
+    batch = [_args(compiled, r) for r in rows]
+    try:
+        if isinstance(driver, _Sqlite):
+            driver.connection.executemany(compiled.sql, batch).close()
+        else:
+            await driver.executemany(compiled.sql, batch)
+    except _DRIVER_ERRORS as exc:
+        raise _translated(exc, compiled, batch) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Sqlite:
+    connection: Any  # sqlite3.Connection
+
+
+async def connections(conn: AsyncConnection) -> tuple[Any, Any]:
+    """The driver's connection and SQLAlchemy's adapter of it, under ``conn``.
+
+    Kept in ``conn.info`` (which lives as long as the pooled connection): asking
+    SQLAlchemy for them costs a greenlet hop each time.
+    """
+    found = conn.info.get(_CONNECTIONS)
+    if found is None:
+        raw = await conn.get_raw_connection()
+        found = conn.info[_CONNECTIONS] = (raw.driver_connection, raw.dbapi_connection)
+    return found  # type: ignore[no-any-return]
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver connection when statements may go straight to it, else ``None``."""
+    if conn.sync_engine.echo:  # logging every statement: let SQLAlchemy run (and log) them
+        return None
+    driver, adapter = await connections(conn)
+    if isinstance(driver, InlineConnection):
+        sqlite = driver.sqlite
+        return _Sqlite(sqlite) if sqlite is not None else None
+    if conn.dialect.driver == "asyncpg" and getattr(adapter, "_transaction", None) is not None:
+        return driver
+    return None
+
+
+def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    args = []
+    defaults = compiled.defaults
+    for name, process in zip(compiled.order, compiled.binds, strict=True):
+        value = params[name] if name in params else defaults.get(name)
+        args.append(process(value) if process is not None else value)
+    return args
+
+
+def _row(compiled: _Compiled, values: Sequence[Any]) -> Row:
+    return {
+        name: process(value) if process is not None else value
+        for name, process, value in zip(compiled.columns, compiled.results, values, strict=True)
+    }
+
+
+def _translated(exc: Exception, compiled: _Compiled, args: Any) -> Exception:
+    """The driver's error as SQLAlchemy would raise it (IntegrityError…), parameters hidden (PHI)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):  # asyncpg: classified by SQLSTATE class, as SQLAlchemy's adapter does
+        kind: type[DBAPIError] = (
+            IntegrityError if sqlstate.startswith("23")
+            else OperationalError if sqlstate.startswith(("08", "40", "53", "57"))
+            else DBAPIError
+        )
+        return kind(compiled.sql, args, exc, hide_parameters=True)
+    return DBAPIError.instance(compiled.sql, args, exc, sqlite3.Error, hide_parameters=True)
