@@ -140,14 +140,14 @@ class GroupCommit:
             while again:  # each alone, on a fresh connection (a lost race may send it back once)
                 again += await self._spell([again.pop(0)], follow=False)
 
-    async def _work(self, timeout: float | None = None) -> bool:
-        """Wait for queued jobs; False once the store closes, or after ``timeout`` seconds without."""
+    async def _work(self, idle_s: float | None = None) -> bool:
+        """Wait for queued jobs; False once the store closes, or after ``idle_s`` seconds without."""
         while not self._queue:
             if self._closed:
                 return False
             self._wakeup.clear()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(idle_s):
                     await self._wakeup.wait()
             except TimeoutError:
                 return False

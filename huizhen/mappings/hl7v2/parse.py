@@ -104,7 +104,7 @@ class Segment:
         if field < self._literal or not (
             d.repetition in text or d.component in text or d.subcomponent in text
         ):
-            return (Composite([[text]], d, codec),) if _valued(text) else ()
+            return (Composite([[text]], d, codec),) if text != _NULL and not text.isspace() else ()
         reps = []
         for rep in text.split(d.repetition):
             composite = Composite([c.split(d.subcomponent) for c in rep.split(d.component)], d, codec)
