@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -73,6 +74,9 @@ async def run(settings: Settings) -> None:
                "broker": "redis" if settings.broker_url else "in-process", "http_port": settings.http_port},
     )
     async with listeners(services):
+        # start-up objects (schema, tables, mappings) live forever: keep them out of the
+        # collector's full passes, which otherwise pause every listener for ~100 ms
+        gc.freeze()
         if settings.http_port == 0:
             log.info("HTTP listener disabled (http_port = 0)")
             try:
