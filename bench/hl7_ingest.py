@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from consultation_store import pg_admin
 from mllp_bare import percentile
 
 from huizhen.adapters.hl7_send import ack_code
@@ -139,21 +140,6 @@ def bare_ceiling(args: argparse.Namespace) -> Any:
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout)["results"]
-
-
-def pg_admin(base: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base)
-
-    async def go() -> None:
-        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                     password=url.password, database=url.database or "postgres")
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(go())
 
 
 def main() -> None:
