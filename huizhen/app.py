@@ -25,7 +25,7 @@ from huizhen.adapters.fhir_codec import FhirCodec
 from huizhen.adapters.fhir_write import FhirWriter
 from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
-from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue, parse_endpoints
+from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
@@ -40,7 +40,7 @@ from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
-from huizhen.settings import Settings
+from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         validate_senders=[v.strip() for v in (settings.hl7_validate_senders or "").split(",") if v.strip()],
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
-    endpoints = parse_endpoints(settings.hl7_report_endpoints)
+    endpoints = parse_addresses(settings.hl7_report_endpoints)
     return Services(
         settings=settings,
         store=store,

@@ -32,6 +32,19 @@ def default_config_file() -> Path | None:
     return None
 
 
+def parse_addresses(value: str | None, *, max_key: int = 64) -> dict[str, tuple[str, int]]:
+    """``KEY=host:port,KEY2=[::1]:port`` as key -> (host, port); ValueError names the bad item."""
+    out: dict[str, tuple[str, int]] = {}
+    for item in filter(None, (value or "").split(",")):
+        key, sep, address = item.partition("=")
+        host, colon, port = address.strip().rpartition(":")
+        key, host = key.strip(), host.strip("[]")
+        if not (sep and colon and 0 < len(key) <= max_key and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"bad item {item.strip()!r}")
+        out[key] = (host, int(port))
+    return out
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -116,12 +129,10 @@ class Settings(BaseModel):
     @field_validator("hl7_report_endpoints")
     @classmethod
     def _endpoints(cls, v: str | None) -> str | None:
-        for item in filter(None, (v or "").split(",")):
-            facility, sep, address = item.partition("=")
-            host, colon, port = address.strip().rpartition(":")
-            valid_port = port.isdigit() and 0 < int(port) < 65536
-            if not sep or not facility.strip() or not colon or not host or not valid_port:
-                raise ValueError("must be FACILITY=host:port[,FACILITY2=host:port]")
+        try:
+            parse_addresses(v)
+        except ValueError as exc:
+            raise ValueError(f"must be FACILITY=host:port[,FACILITY2=host:port] ({exc})") from None
         return v or None
 
     @field_validator("hl7_processing_id")
@@ -170,11 +181,10 @@ class Settings(BaseModel):
     @field_validator("dicom_move_destinations")
     @classmethod
     def _move_destinations(cls, v: str | None) -> str | None:
-        for item in filter(None, (v or "").split(",")):
-            ae, sep, address = item.partition("=")
-            host, colon, port = address.strip().rpartition(":")
-            if not (sep and colon and 0 < len(ae.strip()) <= 16 and host and port.isdigit() and 0 < int(port) < 65536):
-                raise ValueError("must be AE=host:port[,AE2=host:port] with AE titles of 1-16 characters")
+        try:
+            parse_addresses(v, max_key=16)
+        except ValueError:
+            raise ValueError("must be AE=host:port[,AE2=host:port] with AE titles of 1-16 characters") from None
         return v or None
 
     @field_validator("dicom_fallback_charset")

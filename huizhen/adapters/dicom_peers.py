@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from huizhen.integration.errors import ConfigurationError
-from huizhen.settings import Settings
+from huizhen.settings import Settings, parse_addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +60,4 @@ class PeerPolicy:
 
 def move_destinations(value: str | None) -> dict[str, tuple[str, int]]:
     """``AE=host:port,…`` (validated by Settings) as AE title -> (host, port)."""
-    out: dict[str, tuple[str, int]] = {}
-    for item in filter(None, (value or "").split(",")):
-        ae, _, address = item.partition("=")
-        host, _, port = address.strip().rpartition(":")
-        out[ae.strip()] = (host.strip("[]"), int(port))
-    return out
+    return parse_addresses(value, max_key=16)

@@ -148,12 +148,3 @@ class OutboundSender:
                                                     detail=f"{m.type} {m.control_id} → {m.destination}"))
                     await repo.consultations.save(c)
 
-
-def parse_endpoints(value: str | None) -> dict[str, tuple[str, int]]:
-    """``FAC=host:port,FAC2=host:port`` (validated by the settings)."""
-    out: dict[str, tuple[str, int]] = {}
-    for item in filter(None, (value or "").split(",")):
-        facility, _, address = item.partition("=")
-        host, _, port = address.strip().rpartition(":")
-        out[facility.strip()] = (host, int(port))
-    return out
