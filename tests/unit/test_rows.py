@@ -1,0 +1,66 @@
+"""The row-level rules of DESIGN.md, role by role."""
+
+from huizhen.integration.model import Consultation, ConsultationStatus, HumanName, Patient, Urgency
+from huizhen.rbac.identity import Principal
+from huizhen.rbac.rows import Scope
+
+
+def _c(**kw: object) -> Consultation:
+    base: dict[str, object] = dict(patient_id="pat-1", department="cardiology", urgency=Urgency.ROUTINE,
+                                   chief_complaint="胸痛", facility_id="fac-a")
+    base.update(kw)
+    return Consultation(**base)  # type: ignore[arg-type]
+
+
+def _scope(sub: str, role: str, facility: str | None = "F-A", **kw: object) -> Scope:
+    return Scope.of(Principal(sub=sub, roles=(role,), facility=facility), **kw)  # type: ignore[arg-type]
+
+
+def test_expert_sees_assigned_and_own_department_queue_only() -> None:
+    s = _scope("exp-1", "expert", department="cardiology")
+    assert s.sees_consultation(_c(expert_id="exp-1", status=ConsultationStatus.IN_PROGRESS))
+    assert s.sees_consultation(_c(status=ConsultationStatus.PENDING))
+    assert not s.sees_consultation(_c(status=ConsultationStatus.PENDING, department="neurology"))
+    assert not s.sees_consultation(_c(status=ConsultationStatus.ASSIGNED, expert_id="exp-2"))
+    assert not s.sees_consultation(_c(status=ConsultationStatus.DRAFT))
+
+
+def test_expert_without_department_sees_no_queue() -> None:
+    assert not _scope("exp-1", "expert").sees_consultation(_c(status=ConsultationStatus.PENDING))
+
+
+def test_primary_doctor_sees_own_facility_and_own_requests() -> None:
+    s = _scope("doc-1", "primary_doctor", facility_id="fac-a")
+    assert s.sees_consultation(_c())
+    assert not s.sees_consultation(_c(facility_id="fac-b"))
+    assert s.sees_consultation(_c(facility_id="fac-b", requester_id="doc-1"))
+
+
+def test_patient_sees_only_own() -> None:
+    s = _scope("pat-1", "patient", facility=None)
+    assert s.sees_consultation(_c())
+    assert not s.sees_consultation(_c(patient_id="pat-2"))
+    p = Patient(name=HumanName(text="王芳"), id="pat-1")
+    assert s.sees_patient(p)
+    assert not s.sees_patient(Patient(name=HumanName(text="李雷"), id="pat-2"))
+
+
+def test_coordinator_platform_wide_or_facility_bound() -> None:
+    assert _scope("co-1", "coordinator", facility="*").sees_consultation(_c(facility_id="fac-z"))
+    bound = _scope("co-2", "coordinator", facility_id="fac-a")
+    assert bound.sees_consultation(_c())
+    assert not bound.sees_consultation(_c(facility_id="fac-b"))
+
+
+def test_non_clinical_roles_see_no_rows() -> None:
+    for role in ("integration_admin", "security_officer", "auditor"):
+        s = _scope("u", role, facility="*", facility_id="fac-a")
+        assert not s.sees_consultation(_c())
+        assert not s.sees_patient(Patient(name=HumanName(text="王芳"), facility_id="fac-a"))
+
+
+def test_patient_visible_through_a_visible_consultation() -> None:
+    s = _scope("exp-1", "expert", department="cardiology")
+    p = Patient(name=HumanName(text="王芳"), id="pat-1", facility_id="fac-a")
+    assert not s.sees_patient(p)
+    assert s.sees_patient(p, [_c(expert_id="exp-1")])
