@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from huizhen.integration.model import Actor, Facility, Patient, Practitioner
 from huizhen.rbac.identity import Principal
+from huizhen.rbac.rows import PLATFORM, Scope
 
 if TYPE_CHECKING:
     from huizhen.app import Services
@@ -56,6 +57,29 @@ class Context:
     request: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    _scope: Scope | None = None
+
     @property
     def actor(self) -> Actor:
         return self.principal.actor(self.source)
+
+    async def scope(self) -> Scope:
+        """The viewer's row-level scope, resolved once per request."""
+        if self._scope is None:
+            self._scope = await resolve_scope(self.services, self.principal)
+        return self._scope
+
+
+async def resolve_scope(services: Services, principal: Principal) -> Scope:
+    """Claims plus directory: the facility id behind the facility code, an expert's department."""
+    async with services.store.read() as repo:
+        facility = (
+            await repo.directory.facility_by_code(principal.facility)
+            if principal.facility and principal.facility != PLATFORM else None
+        )
+        practitioner = await repo.directory.practitioner(principal.sub) if "expert" in principal.roles else None
+    return Scope.of(
+        principal,
+        facility_id=facility.id if facility else None,
+        department=practitioner.department if practitioner else None,
+    )
