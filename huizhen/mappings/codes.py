@@ -173,3 +173,8 @@ def _lab_key(system: str, code: str) -> str:
 
 def _norm(text: str) -> str:
     return text.strip().casefold()
+
+
+def read_table(path: Path, columns: tuple[str, ...], required: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of a CSV table in ``config/mappings/``, checked like the code tables (file:line in errors)."""
+    return [{c: row[c] for c in columns} for row in _rows(path, columns, required)]
