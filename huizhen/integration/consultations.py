@@ -6,7 +6,7 @@ after the commit, so a subscriber never sees a change that was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -22,6 +22,7 @@ from huizhen.integration.model import (
 )
 from huizhen.integration.repo import Repository
 from huizhen.integration.store import Store
+from huizhen.integration.teaching import LEARNING_POINTS
 from huizhen.integration.workflow import Transition
 
 TOPIC = "consultation"
@@ -85,7 +86,7 @@ class ConsultationService:
                 facility_id=facility_id or patient.facility_id,
             )
             event = await create_in(repo, c, actor=actor, at=at, tz=self.tz)
-        await self._publish(c, event)
+        await self.publish(c, event)
         return c
 
     async def submit(self, cid: str, actor: Actor) -> Consultation:
@@ -100,9 +101,15 @@ class ConsultationService:
     async def start(self, cid: str, actor: Actor) -> Consultation:
         return await self._transition(cid, Transition.START, actor)
 
-    async def complete(self, cid: str, actor: Actor, diagnosis: str, treatment_plan: str) -> Consultation:
+    async def complete(
+        self, cid: str, actor: Actor, diagnosis: str, treatment_plan: str, learning_flags: Sequence[str] = (),
+    ) -> Consultation:
+        unknown = sorted(set(learning_flags) - set(LEARNING_POINTS))
+        if unknown:
+            raise BadInput(f"unknown learning flag(s) {', '.join(unknown)}; known: {', '.join(LEARNING_POINTS)}")
         return await self._transition(
-            cid, Transition.COMPLETE, actor, diagnosis=diagnosis, treatment_plan=treatment_plan
+            cid, Transition.COMPLETE, actor, diagnosis=diagnosis, treatment_plan=treatment_plan,
+            learning_flags=list(dict.fromkeys(learning_flags)),
         )
 
     async def cancel(self, cid: str, actor: Actor, reason: str) -> Consultation:
@@ -111,6 +118,7 @@ class ConsultationService:
     async def _transition(
         self, cid: str, transition: Transition, actor: Actor, *, detail: str | None = None,
         expert_id: str | None = None, diagnosis: str | None = None, treatment_plan: str | None = None,
+        learning_flags: list[str] | None = None,
     ) -> Consultation:
         at = self.clock()
         async with self.store.write() as repo:
@@ -127,17 +135,33 @@ class ConsultationService:
                 c, transition, at=at, actor=actor.id, detail=detail, expert_id=expert_id,
                 diagnosis=diagnosis, treatment_plan=treatment_plan,
             )
+            if learning_flags is not None:
+                c.learning_flags = learning_flags
             await repo.consultations.save(c)
             await self._audit(repo, actor, transition.value, c, at)
             if transition is Transition.COMPLETE and self.on_complete is not None:
                 await self.on_complete(repo, c, at)
-        await self._publish(c, event)
+        await self.publish(c, event)
+        return c
+
+    async def note(self, cid: str, kind: str, actor: Actor, detail: str | None = None) -> Consultation:
+        """Append a timeline event that is not a transition (an escalation, a call joined, priors fetched)."""
+        at = self.clock()
+        async with self.store.write() as repo:
+            c = await repo.consultations.get(cid)
+            if c is None:
+                raise NotFound("Consultation", cid)
+            event = TimelineEvent(at=at, type=kind, actor=actor.id, detail=detail)
+            c.timeline.append(event)
+            await repo.consultations.save(c)
+            await self._audit(repo, actor, kind.lower(), c, at)
+        await self.publish(c, event)
         return c
 
     async def _audit(self, repo: Repository, actor: Actor, action: str, c: Consultation, at: datetime) -> None:
         await audit_write(repo, actor, action, c, at)
 
-    async def _publish(self, c: Consultation, event: TimelineEvent) -> None:
+    async def publish(self, c: Consultation, event: TimelineEvent) -> None:
         await self.bus.publish(consultation_event(c, event))
 
 

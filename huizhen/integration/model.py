@@ -282,6 +282,7 @@ class Consultation:
     disease_name: str | None = None
     question: str | None = None
     symptoms: list[dict[str, object]] = field(default_factory=list)
+    learning_flags: list[str] = field(default_factory=list)  # the expert's teaching flags (teaching.LEARNING_POINTS)
     expert_id: str | None = None
     preferred_expert_id: str | None = None  # the expert the requester asked for, if any
     diagnosis: str | None = None

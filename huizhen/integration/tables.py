@@ -345,3 +345,30 @@ sequences = Table(
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# de-identified teaching cases archived from COMPLETED consultations (no direct identifier anywhere)
+teaching_cases = Table(
+    "teaching_cases",
+    metadata,
+    _id(),
+    Column("consultation_id", ID, ForeignKey("consultations.id"), nullable=False, unique=True),
+    Column("pseudonym", String(64), nullable=False, index=True),
+    Column("department", String(100), nullable=False),
+    Column("diagnosis_code", String(32)),
+    Column("completed_at", UTCDateTime),
+    Column("body_enc", LargeBinary, nullable=False),  # the case as JSON; de-identified, encrypted all the same
+    Index("ix_teaching_cases_dept_code", "department", "diagnosis_code"),
+    Index("ix_teaching_cases_completed", "completed_at", "id"),
+)
+
+# SLA escalations: one row per consultation and clock; the primary key is what makes an
+# escalation fire once across instances (the insert that wins publishes it)
+sla_escalations = Table(
+    "sla_escalations",
+    metadata,
+    Column("consultation_id", ID, ForeignKey("consultations.id", ondelete="CASCADE"), primary_key=True),
+    Column("phase", String(16), primary_key=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("escalated_at", UTCDateTime, nullable=False),
+    Column("acknowledged_by", String(200)),
+)

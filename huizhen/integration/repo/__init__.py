@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.repo.audit import AuditTrail
+from huizhen.integration.repo.cases import Escalations, TeachingCases
 from huizhen.integration.repo.clinical import Clinical
 from huizhen.integration.repo.consultations import Consultations
 from huizhen.integration.repo.directory import Directory
@@ -27,6 +28,8 @@ class Repository:
         self.audit = AuditTrail(conn, keyring, dialect)
         self.outbox = Outbox(conn, keyring, dialect)
         self.imaging = Imaging(conn, keyring, dialect)
+        self.cases = TeachingCases(conn, keyring, dialect)
+        self.escalations = Escalations(conn, keyring, dialect)
 
 
 __all__ = ["Repository"]

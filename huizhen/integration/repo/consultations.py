@@ -110,6 +110,7 @@ class Consultations(RepoBase):
         clinical = {
             "chief_complaint": c.chief_complaint, "question": c.question, "symptoms": c.symptoms,
             "diagnosis": c.diagnosis, "treatment_plan": c.treatment_plan, "cancel_reason": c.cancel_reason,
+            "learning_flags": c.learning_flags,
         }
         order = c.source_order
         return {
@@ -183,6 +184,7 @@ class Consultations(RepoBase):
             chief_complaint=clinical["chief_complaint"], question=clinical.get("question"),
             symptoms=clinical.get("symptoms") or [], diagnosis=clinical.get("diagnosis"),
             treatment_plan=clinical.get("treatment_plan"), cancel_reason=clinical.get("cancel_reason"),
+            learning_flags=clinical.get("learning_flags") or [],
             source_order=Identifier(order[0], order[1]) if order else None,
             timeline=timeline, version=m["version"],
             **{name: m[name] for name in _TIMES},

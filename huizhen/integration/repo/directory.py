@@ -92,6 +92,14 @@ class Directory(RepoBase):
         ).scalar()
         return await self.practitioner(pid) if pid else None
 
+    async def set_response_minutes(self, averages: dict[str, float]) -> None:
+        """Store experts' average response minutes, computed from their history."""
+        for practitioner_id, minutes in averages.items():
+            await self.conn.execute(
+                t.practitioners.update().where(t.practitioners.c.id == practitioner_id)
+                .values(avg_response_minutes=minutes)
+            )
+
     async def experts(self, department: str | None = None, online: bool | None = None) -> list[Practitioner]:
         q = select(t.practitioners).order_by(t.practitioners.c.department, t.practitioners.c.id)
         if department is not None:

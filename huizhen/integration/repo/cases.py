@@ -1,0 +1,134 @@
+"""Teaching cases and SLA escalations: the stored side of the consultation services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from huizhen.integration import tables as t
+from huizhen.integration.model import ConsultationStatus
+from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
+from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.sla import Breach
+from huizhen.integration.teaching import TeachingCase
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+class TeachingCases(RepoBase):
+    async def insert(self, case: TeachingCase) -> bool:
+        """Archive ``case``; False when its consultation already has one (archiving is idempotent)."""
+        body = asdict(case)
+        body["completed_at"] = case.completed_at.isoformat() if case.completed_at else None
+        stmt = (
+            self.upsert_into(t.teaching_cases)
+            .values(
+                id=case.id, consultation_id=case.consultation_id, pseudonym=case.pseudonym,
+                department=case.department, diagnosis_code=case.diagnosis_code, completed_at=case.completed_at,
+                body_enc=self.keyring.encrypt_json(body),
+            )
+            .on_conflict_do_nothing(index_elements=[t.teaching_cases.c.consultation_id])
+        )
+        return (await self.conn.execute(stmt)).rowcount == 1
+
+    async def get(self, case_id: str) -> TeachingCase | None:
+        row = (await self.conn.execute(select(t.teaching_cases).where(t.teaching_cases.c.id == case_id))).first()
+        return self._case(row._mapping) if row else None
+
+    async def search(
+        self, *, department: str | None = None, diagnosis_code: str | None = None,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[TeachingCase]:
+        """Newest first, keyset-paged; ``diagnosis_code`` matches the code or its subcodes (I21 → I21.1)."""
+        c = t.teaching_cases.c
+        q = select(t.teaching_cases)
+        if department:
+            q = q.where(c.department == department)
+        if diagnosis_code:
+            code = diagnosis_code.strip().upper().replace("%", "").replace("_", "")
+            q = q.where((c.diagnosis_code == code) | c.diagnosis_code.like(code + ".%"))
+        total = (await self.conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+        size = page_size(first)
+        if after:
+            at, cid = decode_cursor(after, 2)
+            q = q.where(keyset_after(func.coalesce(c.completed_at, _EPOCH), c.id, datetime.fromisoformat(at), cid,
+                                     descending=True))
+        rows = (await self.conn.execute(
+            q.order_by(func.coalesce(c.completed_at, _EPOCH).desc(), c.id.desc()).limit(size + 1)
+        )).all()
+        items = [self._case(r._mapping) for r in rows[:size]]
+        return Page(
+            items=[(x, encode_cursor((x.completed_at or _EPOCH).isoformat(), x.id)) for x in items],
+            total=total, has_next=len(rows) > size, has_previous=after is not None,
+        )
+
+    async def recent(self, limit: int = 500) -> list[TeachingCase]:
+        """The newest cases, for ranking by relevance."""
+        c = t.teaching_cases.c
+        rows = await self.conn.execute(select(t.teaching_cases).order_by(c.completed_at.desc(), c.id).limit(limit))
+        return [self._case(r._mapping) for r in rows]
+
+    async def recent_codes_of(self, practitioner_id: str, limit: int = 50) -> list[str]:
+        """Disease codes of the consultations a practitioner requested or took, newest first."""
+        c = t.consultations.c
+        rows = await self.conn.execute(
+            select(c.disease_code)
+            .where((c.expert_id == practitioner_id) | (c.requester_id == practitioner_id), c.disease_code.is_not(None))
+            .order_by(c.created_at.desc()).limit(limit)
+        )
+        return [r[0] for r in rows]
+
+    def _case(self, r: Any) -> TeachingCase:
+        body = self.keyring.decrypt_json(r["body_enc"])
+        body["completed_at"] = datetime.fromisoformat(body["completed_at"]) if body.get("completed_at") else None
+        body["symptoms"] = tuple(body.get("symptoms") or ())
+        body["learning_points"] = tuple(body.get("learning_points") or ())
+        body["study_uids"] = tuple(body.get("study_uids") or ())
+        return TeachingCase(**body)
+
+
+class Escalations(RepoBase):
+    async def claim(self, consultation_id: str, breach: Breach, now: datetime) -> bool:
+        """Record an escalation; True only for the one caller (of any instance) whose insert won."""
+        stmt = (
+            self.upsert_into(t.sla_escalations)
+            .values(consultation_id=consultation_id, phase=breach.phase, due_at=breach.due_at, escalated_at=now)
+            .on_conflict_do_nothing(index_elements=[t.sla_escalations.c.consultation_id, t.sla_escalations.c.phase])
+        )
+        return (await self.conn.execute(stmt)).rowcount == 1
+
+    async def for_consultations(self, ids: Sequence[str]) -> dict[str, list[tuple[str, datetime]]]:
+        """Per consultation: its escalations as (phase, escalated at)."""
+        c = t.sla_escalations.c
+        out: dict[str, list[tuple[str, datetime]]] = {i: [] for i in ids}
+        if ids:
+            for cid, phase, at in await self.conn.execute(
+                select(c.consultation_id, c.phase, c.escalated_at).where(c.consultation_id.in_(list(ids)))
+                .order_by(c.escalated_at)
+            ):
+                out[cid].append((phase, at))
+        return out
+
+    async def open_clocks(self, statuses: Sequence[ConsultationStatus], limit: int = 1000) -> list[str]:
+        """Ids of consultations whose clock runs (PENDING/ASSIGNED), oldest first."""
+        c = t.consultations.c
+        rows = await self.conn.execute(
+            select(c.id).where(c.status.in_([s.value for s in statuses])).order_by(c.created_at).limit(limit)
+        )
+        return [r[0] for r in rows]
+
+    async def expert_response_minutes(self) -> dict[str, float]:
+        """Per expert: the mean minutes from assignment to start over their history."""
+        c = t.consultations.c
+        rows = await self.conn.execute(
+            select(c.expert_id, c.assigned_at, c.started_at)
+            .where(c.expert_id.is_not(None), c.assigned_at.is_not(None), c.started_at.is_not(None))
+        )
+        sums: dict[str, list[float]] = {}
+        for expert, assigned, started in rows:
+            sums.setdefault(expert, []).append((started - assigned).total_seconds() / 60)
+        return {e: round(sum(v) / len(v), 1) for e, v in sums.items()}
