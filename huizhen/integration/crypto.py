@@ -27,11 +27,11 @@ is ``HUIZHEN_INDEX_KEY`` when set, else derived (HKDF-SHA256) from the *last*
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import os
-import binascii
 import secrets
 import time
 import unicodedata
