@@ -93,7 +93,9 @@ class FacilityBound:
     def map(self, message: Inbound) -> Mapped:
         return self.codec.map(message)
 
-    def answer(self, message: Inbound, outcome: Outcome, error: Exception | None, warnings: tuple[Any, ...]) -> bytes | None:
+    def answer(
+        self, message: Inbound, outcome: Outcome, error: Exception | None, warnings: tuple[Any, ...]
+    ) -> bytes | None:
         return self.codec.answer(message, outcome, error, warnings)
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
