@@ -42,6 +42,7 @@ from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+from huizhen.rbac.oidc import OidcVerifier
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,14 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    oidc = OidcVerifier.from_settings(settings)
+    if oidc is not None:
+        await asyncio.to_thread(oidc.refresh)
     return Services(
         settings=settings,
         store=store,
         bus=bus,
-        tokens=TokenService(signing_key, settings.token_ttl_seconds),
+        tokens=TokenService(signing_key, settings.token_ttl_seconds, external=oidc),
         consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
         engine=InboundEngine(store, bus, settings.tz),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
