@@ -67,7 +67,7 @@ def provider() -> Iterator[Provider]:
     p = Provider()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             p.requests += 1
             body = json.dumps(p.jwks()).encode()
             self.send_response(200)
@@ -105,7 +105,11 @@ def test_rs256_and_es256_tokens_with_mapped_roles(provider: Provider) -> None:
 
 @pytest.mark.parametrize(
     ("claims", "reason"),
-    [({"aud": "another-api"}, "(?i)audience"), ({"iss": "https://evil.example"}, "(?i)issuer"), ({"ttl": -120}, "expired")],
+    [
+        ({"aud": "another-api"}, "(?i)audience"),
+        ({"iss": "https://evil.example"}, "(?i)issuer"),
+        ({"ttl": -120}, "expired"),
+    ],
 )
 def test_wrong_audience_issuer_and_expiry_refused(provider: Provider, claims: dict[str, Any], reason: str) -> None:
     ttl = claims.pop("ttl", 300)
