@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,16 +31,18 @@ from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
-from huizhen.integration.crypto import load_or_create_keyring
+from huizhen.integration.crypto import load_keyring
 from huizhen.integration.engine import Codec, InboundEngine
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
 from huizhen.integration.model import Message
+from huizhen.integration.pseudonym import Pseudonymizer, load_pseudonymizer
 from huizhen.integration.store import Store
 from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+from huizhen.rbac.oidc import OidcVerifier
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class Services:
     channels: dict[str, ChannelState] = field(default_factory=dict)
     fhir: FhirWriter | None = None
     outbound: OutboundSender | None = None
+    pseudonyms: Pseudonymizer | None = None  # exports and the teaching-case library
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -97,7 +101,7 @@ def prepare_data_dir(settings: Settings) -> Path:
 
 async def create_services(settings: Settings, *, migrate_db: bool = True) -> Services:
     data = prepare_data_dir(settings)
-    keyring = load_or_create_keyring(data)
+    keyring = load_keyring(data, secret_value(settings.data_key), secret_value(settings.index_key))
     signing_key = load_or_create_signing_key(data)
     url = settings.resolved_database_url
     if migrate_db:
@@ -112,11 +116,14 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    oidc = OidcVerifier.from_settings(settings)
+    if oidc is not None:
+        await asyncio.to_thread(oidc.refresh)
     return Services(
         settings=settings,
         store=store,
         bus=bus,
-        tokens=TokenService(signing_key, settings.token_ttl_seconds),
+        tokens=TokenService(signing_key, settings.token_ttl_seconds, external=oidc),
         consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
         engine=InboundEngine(store, bus, settings.tz),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
@@ -128,7 +135,12 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         },
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
+        pseudonyms=load_pseudonymizer(data, secret_value(settings.pseudonym_key)),
     )
+
+
+def secret_value(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def build_app(services: Services) -> Starlette:

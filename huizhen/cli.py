@@ -44,9 +44,15 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
 def serve(ctx: click.Context) -> None:
     """Run the server: GraphQL/health over HTTP (and the other listeners when enabled)."""
     from huizhen.server import run
+    from huizhen.settings import production_problems
 
+    settings = _settings(ctx)
+    problems = production_problems(settings)
+    if problems:
+        click.echo(f"huizhen: refusing to start with HUIZHEN_ENV=production: {'; '.join(problems)}", err=True)
+        sys.exit(2)
     try:
-        asyncio.run(run(_settings(ctx)))
+        asyncio.run(run(settings))
     except ConfigurationError as exc:
         click.echo(f"huizhen: {exc}", err=True)
         sys.exit(2)
@@ -70,6 +76,65 @@ def db_upgrade(ctx: click.Context) -> None:
     prepare_data_dir(settings)
     migrate.upgrade(settings.resolved_database_url)
     click.echo(f"database at revision {migrate.current_head()}")
+
+
+@main.group()
+def keys() -> None:
+    """Data-key maintenance (patient data encrypted at rest)."""
+
+
+@keys.command("rotate")
+@click.option("--grace", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds to wait after adding the key, so running servers start encrypting with it.")
+@click.option("--batch", type=click.IntRange(min=1), default=200, show_default=True, help="Rows per transaction.")
+@click.option("--retire", is_flag=True, help="Afterwards drop the older keys from keys.json (backups under "
+              "them become unreadable).")
+@click.pass_context
+def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> None:
+    """Add a new data key and re-encrypt every encrypted value with it, while servers keep running.
+
+    With HUIZHEN_DATA_KEY no key is generated: put the new key first in the
+    list (keeping the old ones after it) on every instance, then run this to
+    re-encrypt under it.
+    """
+    import json
+    import time
+
+    from huizhen.app import prepare_data_dir, secret_value
+    from huizhen.integration import crypto
+    from huizhen.integration.rekey import reencrypt_all, values_by_key_id
+    from huizhen.integration.store import Store
+
+    settings = _settings(ctx)
+    data = prepare_data_dir(settings)
+    from_env = settings.data_key is not None
+    try:
+        if from_env:
+            if retire:
+                raise ConfigurationError("--retire: with HUIZHEN_DATA_KEY, drop the old keys from the variable")
+        else:
+            crypto.load_or_create_keyring(data)
+            crypto.rotate_key_file(data)
+            time.sleep(grace)
+        ring = crypto.load_keyring(data, secret_value(settings.data_key), secret_value(settings.index_key))
+    except ConfigurationError as exc:
+        click.echo(f"huizhen: {exc}", err=True)
+        sys.exit(2)
+
+    async def go() -> tuple[dict[str, int], dict[str, int]]:
+        store = Store(settings.resolved_database_url, ring)
+        try:
+            report = await reencrypt_all(store, batch=batch)
+            return report.reencrypted, await values_by_key_id(store)
+        finally:
+            await store.close()
+
+    done, left = asyncio.run(go())
+    old = {kid: n for kid, n in left.items() if kid != ring.active}
+    retired = crypto.retire_old_keys(data) if retire and not old else []
+    click.echo(json.dumps({"active": ring.active, "reencrypted": done, "values_by_key": left,
+                           "retired": retired}, ensure_ascii=False))
+    sys.exit(1 if old else 0)
 
 
 @main.command()

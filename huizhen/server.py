@@ -8,12 +8,14 @@ import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 
 from huizhen.adapters.dicom import DicomListener
 from huizhen.adapters.hl7_channel import MllpInbound
 from huizhen.adapters.mllp import MllpServer
+from huizhen.adapters.mllp_peers import mllp_handler
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
 from huizhen.settings import Settings
@@ -30,6 +32,17 @@ def tls_context(settings: Settings, *, require_client_cert: bool = False) -> ssl
     )
 
 
+def http_tls(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options from the same certificate settings as MLLP and DICOM (none: plain HTTP)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return {}
+    tls_context(settings)  # a bad certificate or key is a ConfigurationError before uvicorn starts
+    options: dict[str, Any] = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
+    if settings.tls_client_ca_file is not None:
+        options.update(ssl_ca_certs=str(settings.tls_client_ca_file), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    return options
+
+
 @contextlib.asynccontextmanager
 async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
     """Start the non-HTTP listeners (MLLP…); yields the ports they bound."""
@@ -38,7 +51,8 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
     async with contextlib.AsyncExitStack() as stack:
         if settings.mllp_port:
             mllp = MllpServer(
-                MllpInbound(services.engine, services.codecs["mllp"]), settings.host, settings.mllp_port,
+                mllp_handler(MllpInbound(services.engine, services.codecs["mllp"]), settings),
+                settings.host, settings.mllp_port,
                 max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
                 max_connections=settings.mllp_max_connections,
                 ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
@@ -87,5 +101,6 @@ async def run(settings: Settings) -> None:
         config = uvicorn.Config(
             build_app(services), host=settings.host, port=settings.http_port,
             log_config=None, lifespan="on", proxy_headers=False, server_header=False,
+            **http_tls(settings),
         )
         await uvicorn.Server(config).serve()

@@ -8,6 +8,7 @@ A bad value stops start-up with one line naming the setting and what it allows
 from __future__ import annotations
 
 import codecs
+import ipaddress
 import os
 import tomllib
 import zoneinfo
@@ -16,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from huizhen.integration.errors import ConfigurationError
 
@@ -42,6 +43,17 @@ def parse_addresses(value: str | None, *, max_key: int = 64) -> dict[str, tuple[
         if not (sep and colon and 0 < len(key) <= max_key and host and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError(f"bad item {item.strip()!r}")
         out[key] = (host, int(port))
+    return out
+
+
+def parse_pairs(value: str | None) -> dict[str, str]:
+    """``NAME=VALUE,NAME2=VALUE2`` as a dict; ValueError names the bad item."""
+    out: dict[str, str] = {}
+    for item in filter(None, (value or "").split(",")):
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip() or not val.strip():
+            raise ValueError(f"bad item {item.strip()!r}")
+        out[name.strip()] = val.strip()
     return out
 
 
@@ -83,6 +95,21 @@ class Settings(BaseModel):
     mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
     hl7_validate_senders: str | None = None  # comma-separated MSH-4 (or MSH-3^MSH-4): validated with hl7apy
     hl7_report_endpoints: str | None = None  # FAC=host:port,…: where the ORU report back goes, per facility
+    # keys from the environment instead of the data folder (see huizhen/integration/crypto.py)
+    data_key: SecretStr | None = None  # base64 256-bit keys, newest first, comma-separated
+    index_key: SecretStr | None = None  # base64 256-bit blind-index key (with data_key)
+    pseudonym_key: SecretStr | None = None  # base64 ≥256-bit key for patient pseudonyms
+    # OIDC: tokens of an external identity provider, verified by its JWKS (RS256/ES256)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_roles_claim: str = "roles"  # dotted path into the claims, e.g. realm_access.roles
+    oidc_role_map: str | None = None  # IDP_ROLE=huizhen_role,…; roles not listed are ignored
+    oidc_facility_claim: str = "facility"
+    oidc_jwks_min_refetch_seconds: float = Field(default=30.0, ge=0)  # unknown kid: refetch at most this often
+    # MLLP senders by connection: who is which facility (MSH-4 must agree)
+    mllp_sender_certs: str | None = None  # CN_OR_DNS_SAN=FACILITY,…  (mutual TLS)
+    mllp_sender_addresses: str | None = None  # IP_OR_CIDR=FACILITY,…
     # FHIR R4 at /fhir
     fhir_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger requests: 413
 
@@ -124,6 +151,32 @@ class Settings(BaseModel):
             ae, sep, facility = item.partition("=")
             if not sep or not ae.strip() or not facility.strip() or len(ae.strip()) > 16:
                 raise ValueError("must be AE=FACILITY[,AE2=FACILITY2] with AE titles of 1-16 characters")
+        return v or None
+
+    @field_validator("mllp_sender_certs", "oidc_role_map")
+    @classmethod
+    def _pairs(cls, v: str | None) -> str | None:
+        try:
+            parse_pairs(v)
+        except ValueError as exc:
+            raise ValueError(f"must be NAME=VALUE[,NAME2=VALUE2] ({exc})") from None
+        return v or None
+
+    @field_validator("mllp_sender_addresses")
+    @classmethod
+    def _networks(cls, v: str | None) -> str | None:
+        try:
+            for network in parse_pairs(v):
+                ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"must be IP_OR_CIDR=FACILITY[,…] ({exc})") from None
+        return v or None
+
+    @field_validator("oidc_jwks_url")
+    @classmethod
+    def _jwks_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL")
         return v or None
 
     @field_validator("hl7_report_endpoints")
@@ -198,6 +251,36 @@ class Settings(BaseModel):
         return v or None
 
 
+_SECRETS = frozenset({"data_key", "index_key", "pseudonym_key"})
+_MAX_PRODUCTION_TTL_S = 24 * 3600
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Development settings that ``HUIZHEN_ENV=production`` refuses, each as one short phrase."""
+    if settings.development:
+        return []
+    problems = []
+    if settings.graphiql_enabled:
+        problems.append("GraphiQL is on (unset HUIZHEN_GRAPHIQL)")
+    if settings.token_ttl_seconds > _MAX_PRODUCTION_TTL_S:
+        problems.append(f"token_ttl_seconds {settings.token_ttl_seconds} exceeds a day ({_MAX_PRODUCTION_TTL_S})")
+    tls = settings.tls_cert_file is not None and settings.tls_key_file is not None
+    if not tls and not _loopback(settings.host):
+        problems.append(f"no TLS (tls_cert_file, tls_key_file) on non-loopback host {settings.host}")
+    if settings.dicom_port and not settings.peers:
+        problems.append("no DICOM peers (dicom_peers AE=FACILITY,…) or dicom_port = 0")
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name (or 0.0.0.0's friends) may resolve anywhere
+
+
 def load_settings(
     config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -244,7 +327,8 @@ def _one_line(exc: ValidationError, values: Mapping[str, Any]) -> str:
     if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, StrEnum):
         allowed = f" (allowed: {', '.join(m.value for m in field.annotation)})"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    shown = "<secret>" if name in _SECRETS else repr(values.get(name))
     return (
-        f"invalid setting {name} (env {ENV_PREFIX}{name.upper()}) = {values.get(name)!r}: "
+        f"invalid setting {name} (env {ENV_PREFIX}{name.upper()}) = {shown}: "
         f"{msg}{allowed}"
     )

@@ -74,6 +74,7 @@ class PeerInfo:
     cert_subject: str | None = None  # RFC 4514, e.g. "CN=his.example,O=Town Clinic"
     cert_common_name: str | None = None
     cert_fingerprint: str | None = None  # SHA-256 of the DER certificate, hex
+    cert_dns_names: tuple[str, ...] = ()  # subjectAltName DNS entries
 
 
 class FrameHandler(Protocol):
@@ -136,6 +137,7 @@ def _peer_info(connection_id: str, writer: asyncio.StreamWriter) -> PeerInfo:
         cert_subject=identity.subject,
         cert_common_name=identity.common_name,
         cert_fingerprint=identity.fingerprint,
+        cert_dns_names=identity.dns_names,
     )
 
 

@@ -23,15 +23,22 @@ class CertIdentity:
     subject: str  # RFC 4514, e.g. "O=Town Clinic,CN=his.town.example"
     common_name: str | None
     fingerprint: str  # SHA-256 of the DER certificate, lowercase hex
+    dns_names: tuple[str, ...] = ()  # subjectAltName DNS entries
 
 
 def certificate_identity(der: bytes) -> CertIdentity:
     cert = x509.load_der_x509_certificate(der)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        dns = ()
     return CertIdentity(
         subject=cert.subject.rfc4514_string(),
         common_name=str(names[0].value) if names else None,
         fingerprint=hashlib.sha256(der).hexdigest(),
+        dns_names=dns,
     )
 
 

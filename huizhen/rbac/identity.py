@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import jwt
 
@@ -41,12 +42,19 @@ class Principal:
         return Actor(id=self.sub, roles=self.roles, facility=self.facility, source=source)
 
 
+class ExternalVerifier(Protocol):
+    """Tokens not signed by us (huizhen.rbac.oidc.OidcVerifier)."""
+
+    def verify(self, token: str) -> Principal: ...
+
+
 class TokenService:
-    def __init__(self, key: bytes, default_ttl_s: int = 3600) -> None:
+    def __init__(self, key: bytes, default_ttl_s: int = 3600, external: ExternalVerifier | None = None) -> None:
         if len(key) < 32:
             raise ValueError("HS256 signing key must be at least 256 bits")
         self._key = key
         self.default_ttl_s = default_ttl_s
+        self.external = external  # an OIDC provider's tokens (RS256/ES256), beside our own HS256
 
     def issue(
         self, sub: str, roles: list[str] | tuple[str, ...], facility: str | None = None,
@@ -62,6 +70,8 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
+        if self.external is not None and _algorithm(token) != "HS256":
+            return self.external.verify(token)
         try:
             claims = jwt.decode(
                 token, self._key, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
@@ -84,6 +94,13 @@ class TokenService:
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
+
+
+def _algorithm(token: str) -> object:
+    try:
+        return jwt.get_unverified_header(token).get("alg")
+    except jwt.InvalidTokenError as exc:
+        raise AuthenticationError(f"invalid token: {exc}") from exc
 
 
 def load_or_create_signing_key(data_dir: Path) -> bytes:

@@ -76,3 +76,41 @@ def test_corrupt_key_file_refused(tmp_path: Path) -> None:
     write_secret_file(p, json.dumps({"active": "k1", "keys": {}}).encode())
     with pytest.raises(ConfigurationError):
         load_or_create_keyring(tmp_path)
+
+
+def test_environment_keys_newest_first_and_stable_index() -> None:
+    import base64
+
+    from huizhen.integration.crypto import keyring_from_environment, load_keyring
+
+    old, new = os.urandom(32), os.urandom(32)
+    b64 = [base64.b64encode(k).decode() for k in (old, new)]
+    before = keyring_from_environment(b64[0])
+    after = keyring_from_environment(f"{b64[1]}, {b64[0]}")
+    assert after.active != before.active and before.active in after.keys
+    assert after.decrypt(before.encrypt(b"v")) == b"v"
+    assert after.index_key == before.index_key  # derived from the oldest key
+    assert after.index_key not in (old, new)  # derived, not the data key itself
+    explicit = keyring_from_environment(b64[0], base64.b64encode(b"i" * 32).decode())
+    assert explicit.index_key == b"i" * 32
+    for bad in ("", "not base64", base64.b64encode(b"short").decode()):
+        with pytest.raises(ConfigurationError, match="HUIZHEN_DATA_KEY"):
+            keyring_from_environment(bad or " , ")
+    with pytest.raises(ConfigurationError, match="HUIZHEN_INDEX_KEY"):
+        load_keyring(Path("/nonexistent"), None, b64[0])
+
+
+def test_ring_follows_its_key_file(tmp_path: Path) -> None:
+    from huizhen.integration.crypto import retire_old_keys, rotate_key_file
+
+    ring = load_or_create_keyring(tmp_path)
+    ring.refresh_s = 0.0
+    old_kid = ring.active
+    old_blob = ring.encrypt(b"v")
+    other = load_or_create_keyring(tmp_path)
+    new = rotate_key_file(tmp_path)
+    assert other.key_id_of(other.encrypt(b"x")) == old_kid  # not yet checked (1 s interval)
+    assert other.decrypt(ring.encrypt(b"x")) == b"x"
+    assert ring.key_id_of(ring.encrypt(b"x")) == new  # checked at once (interval 0)
+    assert retire_old_keys(tmp_path) == [old_kid]
+    assert ring.decrypt(old_blob) == b"v"  # a running ring never forgets a key it had

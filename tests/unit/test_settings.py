@@ -70,3 +70,39 @@ def test_graphiql_follows_environment(tmp_path: Path) -> None:
     cfg = write(tmp_path, "")
     assert load_settings(cfg, environ={}).graphiql_enabled
     assert not load_settings(cfg, environ={"HUIZHEN_ENV": "production"}).graphiql_enabled
+
+
+def test_production_problems_name_each_development_setting() -> None:
+    from huizhen.settings import Settings, production_problems
+
+    assert production_problems(Settings(graphiql=True, token_ttl_seconds=10**6, host="0.0.0.0")) == []  # dev
+    bad = Settings(env="production", graphiql=True, token_ttl_seconds=172800, host="10.0.0.5")
+    found = production_problems(bad)
+    assert len(found) == 4 and "GraphiQL" in found[0] and "exceeds a day" in found[1]
+    assert "10.0.0.5" in found[2] and "DICOM peers" in found[3]
+    good = Settings(env="production", host="::1", dicom_peers="CT=F1")
+    assert production_problems(good) == []
+    tls = Settings(env="production", host="0.0.0.0", dicom_port=0, tls_cert_file="c.pem", tls_key_file="k.pem")
+    assert production_problems(tls) == []
+
+
+def test_secret_settings_are_never_echoed() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(None, {"HUIZHEN_DATA_KEY": "s3cret", "HUIZHEN_HTTP_PORT": "x"})
+    assert "s3cret" not in str(err.value)
+    settings = load_settings(None, {"HUIZHEN_DATA_KEY": "s3cret"})
+    assert "s3cret" not in repr(settings) and settings.data_key is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"HUIZHEN_MLLP_SENDER_ADDRESSES": "not-an-ip=F1"}, "mllp_sender_addresses"),
+        ({"HUIZHEN_MLLP_SENDER_CERTS": "his.example"}, "mllp_sender_certs"),
+        ({"HUIZHEN_OIDC_ROLE_MAP": "doctor="}, "oidc_role_map"),
+        ({"HUIZHEN_OIDC_JWKS_URL": "ftp://idp/certs"}, "oidc_jwks_url"),
+    ],
+)
+def test_peer_and_oidc_settings_validated(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings(None, env)
