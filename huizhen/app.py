@@ -30,15 +30,19 @@ from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
+from huizhen.integration.casebook import CaseArchiver, chain
 from huizhen.integration.consultations import ConsultationService
+from huizhen.integration.coverage import CoverageRules, load_coverage_rules
 from huizhen.integration.crypto import load_keyring
 from huizhen.integration.engine import Codec, InboundEngine
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
 from huizhen.integration.model import Message
 from huizhen.integration.pseudonym import Pseudonymizer, load_pseudonymizer
+from huizhen.integration.sla_watch import SlaWatcher
 from huizhen.integration.store import Store
 from huizhen.mappings.codes import load_code_tables
+from huizhen.mappings.complaint import ComplaintTables, load_complaint_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
@@ -70,6 +74,9 @@ class Services:
     fhir: FhirWriter | None = None
     outbound: OutboundSender | None = None
     pseudonyms: Pseudonymizer | None = None  # exports and the teaching-case library
+    complaints: ComplaintTables | None = None  # analyzeComplaint's synonym and question tables
+    coverage: CoverageRules | None = None  # coverageEstimate's fee and insurance rules
+    sla: SlaWatcher | None = None  # escalates overdue consultations; started with the listeners
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -119,12 +126,17 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     oidc = OidcVerifier.from_settings(settings)
     if oidc is not None:
         await asyncio.to_thread(oidc.refresh)
+    pseudonyms = load_pseudonymizer(data, secret_value(settings.pseudonym_key))
+    consultations = ConsultationService(
+        store, bus, settings.tz,
+        on_complete=chain(ReportQueue(endpoints, settings.tz), CaseArchiver(pseudonyms.of)),
+    )
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds, external=oidc),
-        consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
+        consultations=consultations,
         engine=InboundEngine(store, bus, settings.tz),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
         channels={
@@ -135,7 +147,11 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         },
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
-        pseudonyms=load_pseudonymizer(data, secret_value(settings.pseudonym_key)),
+        pseudonyms=pseudonyms,
+        complaints=load_complaint_tables(settings.resolved_mappings_dir),
+        coverage=load_coverage_rules(settings.resolved_coverage_rules_file),
+        sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
+                       interval_s=settings.sla_check_interval_seconds),
     )
 
 

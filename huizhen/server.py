@@ -69,6 +69,9 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
             services.channels["dicom"].state = "listening"
             ports["dicom"] = dicom.port
             log.info("DICOM listener started", extra={"port": dicom.port, "ae": settings.dicom_ae})
+        if services.sla is not None:
+            services.sla.start()
+            stack.push_async_callback(services.sla.stop)
         outbound = services.outbound
         if outbound is not None and outbound.endpoints:
             await outbound.start()

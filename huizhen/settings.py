@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from huizhen.integration.errors import ConfigurationError
+from huizhen.integration.model import Urgency
+from huizhen.integration.sla import SlaTargets
 
 ENV_PREFIX = "HUIZHEN_"
 _PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "huizhen.toml"
@@ -112,6 +114,22 @@ class Settings(BaseModel):
     mllp_sender_addresses: str | None = None  # IP_OR_CIDR=FACILITY,…
     # FHIR R4 at /fhir
     fhir_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger requests: 413
+    # consultation services: response-time targets per urgency (minutes), coverage rules
+    sla_assign_minutes: str = "CRITICAL=5,URGENT=15,ROUTINE=1440"  # submission → expert assigned
+    sla_start_minutes: str = "CRITICAL=15,URGENT=60,ROUTINE=1440"  # assignment → consultation started
+    sla_check_interval_seconds: float = Field(default=30.0, gt=0)
+    coverage_rules_file: Path | None = None  # default: config/coverage.toml beside the config file
+
+    @field_validator("sla_assign_minutes", "sla_start_minutes")
+    @classmethod
+    def _sla(cls, v: str) -> str:
+        try:
+            targets = {Urgency(k): float(m) for k, m in parse_pairs(v).items()}
+        except ValueError as exc:
+            raise ValueError(f"must be URGENCY=MINUTES,… with urgencies ROUTINE, URGENT, CRITICAL ({exc})") from None
+        if any(m <= 0 for m in targets.values()):
+            raise ValueError("minutes must be positive")
+        return v
 
     @field_validator("database_url")
     @classmethod
@@ -212,6 +230,18 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'huizhen.db').resolve()}"
+
+    @property
+    def sla_targets(self) -> SlaTargets:
+        as_minutes = lambda v: {k: float(m) for k, m in parse_pairs(v).items()}  # noqa: E731
+        return SlaTargets.minutes(as_minutes(self.sla_assign_minutes), as_minutes(self.sla_start_minutes))
+
+    @property
+    def resolved_coverage_rules_file(self) -> Path:
+        if self.coverage_rules_file is not None:
+            return self.coverage_rules_file
+        config = default_config_file()
+        return (config.parent if config else _PROJECT_CONFIG.parent) / "coverage.toml"
 
     @property
     def resolved_mappings_dir(self) -> Path:
