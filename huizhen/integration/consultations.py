@@ -144,6 +144,23 @@ class ConsultationService:
         await self.publish(c, event)
         return c
 
+    async def set_symptoms(self, cid: str, actor: Actor, symptoms: list[dict[str, object]]) -> Consultation:
+        """Store structured symptoms (from the complaint analysis) on the consultation, as a timeline event."""
+        at = self.clock()
+        async with self.store.write() as repo:
+            c = await repo.consultations.get(cid)
+            if c is None:
+                raise NotFound("Consultation", cid)
+            c.symptoms = symptoms
+            present = sum(1 for s in symptoms if s.get("present"))
+            event = TimelineEvent(at=at, type="SYMPTOMS_RECORDED", actor=actor.id,
+                                  detail=f"{present} present, {len(symptoms) - present} absent")
+            c.timeline.append(event)
+            await repo.consultations.save(c)
+            await self._audit(repo, actor, "symptoms", c, at)
+        await self.publish(c, event)
+        return c
+
     async def note(self, cid: str, kind: str, actor: Actor, detail: str | None = None) -> Consultation:
         """Append a timeline event that is not a transition (an escalation, a call joined, priors fetched)."""
         at = self.clock()

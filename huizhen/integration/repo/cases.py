@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from huizhen.integration import tables as t
-from huizhen.integration.model import ConsultationStatus
+from huizhen.integration.model import Consultation, ConsultationStatus, Urgency
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
 from huizhen.integration.sla import Breach
@@ -120,6 +120,28 @@ class Escalations(RepoBase):
             select(c.id).where(c.status.in_([s.value for s in statuses])).order_by(c.created_at).limit(limit)
         )
         return [r[0] for r in rows]
+
+    async def clocks(
+        self, start: datetime, end: datetime, *, facility_id: str | None = None, department: str | None = None,
+    ) -> list[Consultation]:
+        """Consultations created in [start, end) with only what the figures need (no PHI is read)."""
+        c = t.consultations.c
+        q = select(c.id, c.status, c.urgency, c.department, c.facility_id, c.patient_id, c.created_at,
+                   c.submitted_at, c.assigned_at, c.started_at, c.completed_at, c.cancelled_at)
+        q = q.where(c.created_at >= start, c.created_at < end)
+        if facility_id is not None:
+            q = q.where(c.facility_id == facility_id)
+        if department is not None:
+            q = q.where(c.department == department)
+        return [
+            Consultation(
+                id=r.id, status=ConsultationStatus(r.status), urgency=Urgency(r.urgency), department=r.department,
+                facility_id=r.facility_id, patient_id=r.patient_id, chief_complaint="", created_at=r.created_at,
+                submitted_at=r.submitted_at, assigned_at=r.assigned_at, started_at=r.started_at,
+                completed_at=r.completed_at, cancelled_at=r.cancelled_at,
+            )
+            for r in await self.conn.execute(q)
+        ]
 
     async def expert_response_minutes(self) -> dict[str, float]:
         """Per expert: the mean minutes from assignment to start over their history."""
