@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -34,12 +35,15 @@ from huizhen.integration.crypto import load_or_create_keyring
 from huizhen.integration.engine import Codec, InboundEngine
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
-from huizhen.integration.model import Message
+from huizhen.integration.model import AuditEvent, Message
 from huizhen.integration.store import Store
 from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
+from huizhen.rbac.audit import FAILURE, AuditLog
+from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+from huizhen.rbac.service import PolicyService
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,9 @@ class Services:
     tokens: TokenService
     consultations: ConsultationService
     engine: InboundEngine
+    authorizer: Authorizer
+    policies: PolicyService
+    audit: AuditLog
     codecs: dict[str, Codec] = field(default_factory=dict)
     channels: dict[str, ChannelState] = field(default_factory=dict)
     fhir: FhirWriter | None = None
@@ -78,7 +85,14 @@ class Services:
             raise BadInput(f"messages of channel {found.channel!r} cannot be reprocessed")
         return (await self.engine.reprocess(codec, message_id)).message
 
+    async def login_failed(self, source: str | None, path: str, reason: str) -> None:
+        await self.audit.write([AuditEvent(
+            at=datetime.now(UTC), actor="anonymous", action="login", outcome=FAILURE, detail=f"{path}: {reason}",
+            source=source,
+        )])
+
     async def close(self) -> None:
+        await self.policies.close()
         await self.bus.close()
         await self.store.close()
 
@@ -112,6 +126,10 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    rbac = settings.resolved_rbac_dir
+    authorizer = Authorizer(rbac / "model.conf")
+    policies = PolicyService(store, bus, authorizer, rbac / "policy.csv")
+    await policies.start()
     return Services(
         settings=settings,
         store=store,
@@ -119,6 +137,9 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         tokens=TokenService(signing_key, settings.token_ttl_seconds),
         consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
         engine=InboundEngine(store, bus, settings.tz),
+        authorizer=authorizer,
+        policies=policies,
+        audit=AuditLog(store),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
         channels={
             hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
@@ -150,9 +171,9 @@ def build_app(services: Services) -> Starlette:
 
     gql = BearerAuth(
         graphql_app(services), services.tokens,
-        allow_ide_page=services.settings.graphiql_enabled,
+        allow_ide_page=services.settings.graphiql_enabled, on_failure=services.login_failed,
     )
-    fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens))
+    fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens, on_failure=services.login_failed))
     return Starlette(
         routes=[
             Route("/healthz", healthz),

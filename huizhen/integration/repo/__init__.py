@@ -13,6 +13,7 @@ from huizhen.integration.repo.imaging import Imaging
 from huizhen.integration.repo.journal import Journal
 from huizhen.integration.repo.outbox import Outbox
 from huizhen.integration.repo.patients import Patients
+from huizhen.integration.repo.rbac import RbacRules
 
 
 class Repository:
@@ -27,6 +28,7 @@ class Repository:
         self.audit = AuditTrail(conn, keyring, dialect)
         self.outbox = Outbox(conn, keyring, dialect)
         self.imaging = Imaging(conn, keyring, dialect)
+        self.rbac = RbacRules(conn, keyring, dialect)
 
 
 __all__ = ["Repository"]
