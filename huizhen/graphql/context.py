@@ -12,6 +12,7 @@ from huizhen.integration.model import Actor, Facility, Patient, Practitioner
 from huizhen.rbac.audit import AuditBuffer
 from huizhen.rbac.identity import Principal
 from huizhen.rbac.rows import PLATFORM, Scope
+from huizhen.rbac.viewer import resolve_scope
 
 if TYPE_CHECKING:
     from huizhen.app import Services
@@ -89,23 +90,5 @@ class Context:
     async def scope(self) -> Scope:
         """The viewer's row-level scope, resolved once per request."""
         if self._scope is None:
-            self._scope = await resolve_scope(self.services, self.principal, self.roles)
+            self._scope = await resolve_scope(self.services.store, self.principal, self.roles)
         return self._scope
-
-
-async def resolve_scope(services: Services, principal: Principal, roles: frozenset[str] | None = None) -> Scope:
-    """Claims (and stored roles) plus directory: the facility id behind the facility code, an expert's department."""
-    roles = roles if roles is not None else frozenset(principal.roles)
-    async with services.store.read() as repo:
-        facility = (
-            await repo.directory.facility_by_code(principal.facility)
-            if principal.facility and principal.facility != PLATFORM else None
-        )
-        practitioner = await repo.directory.practitioner(principal.sub) if "expert" in roles else None
-    return Scope(
-        sub=principal.sub,
-        roles=roles,
-        facility_code=principal.facility,
-        facility_id=facility.id if facility else None,
-        department=practitioner.department if practitioner else None,
-    )
