@@ -37,7 +37,7 @@ ACTIONS: Final = frozenset(
         "read", "write", "request", "submit", "assign", "decline", "start", "complete", "cancel", "reprocess", "*",
     }
 )
-_NAME = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
+_NAME = re.compile(r"^[\w.:@\-]{1,200}$")  # letters of any script (张医生), no quotes or spaces
 _DOMAIN = re.compile(r"^(\*|[A-Za-z0-9_.\-]{1,64})$")
 
 
