@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -37,7 +38,7 @@ from huizhen.integration.crypto import load_keyring
 from huizhen.integration.engine import Codec, InboundEngine
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
-from huizhen.integration.model import Message
+from huizhen.integration.model import AuditEvent, Message
 from huizhen.integration.pseudonym import Pseudonymizer, load_pseudonymizer
 from huizhen.integration.sla_watch import SlaWatcher
 from huizhen.integration.store import Store
@@ -45,8 +46,11 @@ from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.complaint import ComplaintTables, load_complaint_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
+from huizhen.rbac.audit import FAILURE, AuditLog
+from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
 from huizhen.rbac.oidc import OidcVerifier
+from huizhen.rbac.service import PolicyService
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,9 @@ class Services:
     tokens: TokenService
     consultations: ConsultationService
     engine: InboundEngine
+    authorizer: Authorizer
+    policies: PolicyService
+    audit: AuditLog
     codecs: dict[str, Codec] = field(default_factory=dict)
     channels: dict[str, ChannelState] = field(default_factory=dict)
     fhir: FhirWriter | None = None
@@ -89,7 +96,14 @@ class Services:
             raise BadInput(f"messages of channel {found.channel!r} cannot be reprocessed")
         return (await self.engine.reprocess(codec, message_id)).message
 
+    async def login_failed(self, source: str | None, path: str, reason: str) -> None:
+        await self.audit.write([AuditEvent(
+            at=datetime.now(UTC), actor="anonymous", action="login", outcome=FAILURE, detail=f"{path}: {reason}",
+            source=source,
+        )])
+
     async def close(self) -> None:
+        await self.policies.close()
         await self.bus.close()
         await self.store.close()
 
@@ -131,6 +145,10 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         store, bus, settings.tz,
         on_complete=chain(ReportQueue(endpoints, settings.tz), CaseArchiver(pseudonyms.of)),
     )
+    rbac = settings.resolved_rbac_dir
+    authorizer = Authorizer(rbac / "model.conf")
+    policies = PolicyService(store, bus, authorizer, rbac / "policy.csv")
+    await policies.start()
     return Services(
         settings=settings,
         store=store,
@@ -138,6 +156,9 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         tokens=TokenService(signing_key, settings.token_ttl_seconds, external=oidc),
         consultations=consultations,
         engine=InboundEngine(store, bus, settings.tz),
+        authorizer=authorizer,
+        policies=policies,
+        audit=AuditLog(store),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
         channels={
             hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
@@ -178,9 +199,9 @@ def build_app(services: Services) -> Starlette:
 
     gql = BearerAuth(
         graphql_app(services), services.tokens,
-        allow_ide_page=services.settings.graphiql_enabled,
+        allow_ide_page=services.settings.graphiql_enabled, on_failure=services.login_failed,
     )
-    fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens))
+    fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens, on_failure=services.login_failed))
     return Starlette(
         routes=[
             Route("/healthz", healthz),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -183,6 +185,132 @@ def send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port: in
     summary = ", ".join(f"{code} {n}" for code, n in sorted(report.codes.items()))
     click.echo(f"sent {report.sent} message(s): {summary}", err=True)
     sys.exit(0 if report.all_accepted else 1)
+
+
+async def _with_policy(settings: Settings, job: Any) -> Any:
+    """Run ``job(PolicyService)`` against the configured database and bus (seeded like a first start)."""
+    from huizhen.app import prepare_data_dir
+    from huizhen.integration import migrate
+    from huizhen.integration.crypto import load_or_create_keyring
+    from huizhen.integration.events import create_bus
+    from huizhen.integration.store import Store
+    from huizhen.rbac.enforcer import Authorizer
+    from huizhen.rbac.service import PolicyService
+
+    data = prepare_data_dir(settings)
+    url = settings.resolved_database_url
+    await asyncio.to_thread(migrate.upgrade, url)
+    store = Store(url, load_or_create_keyring(data))
+    bus = await create_bus(settings.broker_url)
+    rbac = settings.resolved_rbac_dir
+    service = PolicyService(store, bus, Authorizer(rbac / "model.conf"), rbac / "policy.csv")
+    try:
+        await service.seed_once()
+        return await job(service)
+    finally:
+        await bus.close()
+        await store.close()
+
+
+@main.group()
+def policy() -> None:
+    """The RBAC policy as a CSV file (p and g lines, see config/rbac/policy.csv)."""
+
+
+@policy.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_export(ctx: click.Context, file: Path) -> None:
+    """Write the live policy to FILE (``-`` for standard output)."""
+    from huizhen.rbac.policy import to_csv
+    from huizhen.rbac.service import PolicyService
+
+    async def job(service: PolicyService) -> str:
+        return to_csv(await service.rules())
+
+    text = asyncio.run(_with_policy(_settings(ctx), job))
+    if str(file) == "-":
+        click.echo(text, nl=False)
+    else:
+        file.write_text(text, encoding="utf-8")
+        click.echo(f"exported {text.count(chr(10)) - 1} rule(s) to {file}", err=True)
+
+
+@policy.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_import(ctx: click.Context, file: Path) -> None:
+    """Replace the live policy with FILE; any bad line rejects the whole file, naming its line."""
+    from huizhen.integration.model import Actor
+    from huizhen.rbac.policy import PolicyError, parse_csv
+    from huizhen.rbac.service import PolicyService
+
+    try:
+        rules = parse_csv(file.read_text(encoding="utf-8"))
+    except PolicyError as exc:
+        click.echo(f"huizhen: {file}: {exc}; nothing imported", err=True)
+        sys.exit(1)
+    except UnicodeDecodeError as exc:
+        click.echo(f"huizhen: {file}: not UTF-8 text ({exc}); nothing imported", err=True)
+        sys.exit(1)
+    actor = Actor(id=f"cli:{getpass.getuser()}", roles=("security_officer",), source="cli")
+
+    async def job(service: PolicyService) -> None:
+        await service.replace(rules, actor)
+
+    asyncio.run(_with_policy(_settings(ctx), job))
+    click.echo(f"imported {len(rules)} rule(s) from {file}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail: verify its hash chain, export it."""
+
+
+async def _with_store(settings: Settings, job: Any) -> Any:
+    from huizhen.app import prepare_data_dir
+    from huizhen.integration import migrate
+    from huizhen.integration.crypto import load_or_create_keyring
+    from huizhen.integration.store import Store
+
+    data = prepare_data_dir(settings)
+    url = settings.resolved_database_url
+    await asyncio.to_thread(migrate.upgrade, url)
+    store = Store(url, load_or_create_keyring(data))
+    try:
+        return await job(store)
+    finally:
+        await store.close()
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Check the hash chain; exit 1 naming the first broken link."""
+    from huizhen.rbac.audit import verify
+
+    result = asyncio.run(_with_store(_settings(ctx), verify))
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} event(s)")
+        return
+    click.echo(f"audit chain broken at event #{result.broken_at} (id {result.event_id}): {result.reason}", err=True)
+    sys.exit(1)
+
+
+@audit.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def audit_export(ctx: click.Context, file: Path) -> None:
+    """Write the audit trail to FILE as JSON lines, one FHIR-shaped AuditEvent a line."""
+    from huizhen.integration.store import Store
+    from huizhen.rbac.audit import export_jsonl
+
+    async def job(store: Store) -> int:
+        with file.open("w", encoding="utf-8") as out:
+            return await export_jsonl(store, out)
+
+    n = asyncio.run(_with_store(_settings(ctx), job))
+    click.echo(f"exported {n} audit event(s) to {file}", err=True)
 
 
 @main.command()

@@ -95,6 +95,7 @@ class Settings(BaseModel):
     mllp_require_client_cert: bool = False
     hl7_processing_id: str | None = None  # P, D or T: refuse (AR) messages of another MSH-11; none: accept any
     mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
+    rbac_dir: Path | None = None  # model.conf and the seed policy.csv; default: config/rbac beside the config file
     hl7_validate_senders: str | None = None  # comma-separated MSH-4 (or MSH-3^MSH-4): validated with hl7apy
     hl7_report_endpoints: str | None = None  # FAC=host:port,…: where the ORU report back goes, per facility
     # keys from the environment instead of the data folder (see huizhen/integration/crypto.py)
@@ -249,6 +250,13 @@ class Settings(BaseModel):
             return self.mappings_dir
         config = default_config_file()
         return (config.parent if config else _PROJECT_CONFIG.parent) / "mappings"
+
+    @property
+    def resolved_rbac_dir(self) -> Path:
+        if self.rbac_dir is not None:
+            return self.rbac_dir
+        config = default_config_file()
+        return (config.parent if config else _PROJECT_CONFIG.parent) / "rbac"
 
     @property
     def peers(self) -> dict[str, str]:

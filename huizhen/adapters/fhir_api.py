@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from huizhen.adapters.fhir_capability import capability_statement
 from huizhen.adapters.fhir_errors import FhirHttpError, failure
+from huizhen.adapters.fhir_guard import FhirAccess, FhirGuard
 from huizhen.adapters.fhir_read import READABLE, read
 from huizhen.adapters.fhir_request import FhirRequest
 from huizhen.adapters.fhir_search import Query, search
@@ -52,12 +53,14 @@ def fhir_app(services: Services) -> FhirApi:
     if services.fhir is None:
         raise ValueError("the FHIR channel was not set up (Services.fhir)")
     settings = services.settings
-    return FhirApi(services.store, services.fhir, settings.tz, settings.fhir_max_body_bytes)
+    guard = FhirGuard(services.authorizer, services.store, services.audit)
+    return FhirApi(services.store, services.fhir, settings.tz, settings.fhir_max_body_bytes, guard)
 
 
 class FhirApi:
-    def __init__(self, store: Store, writer: FhirWriter, tz: tzinfo, max_body_bytes: int) -> None:
+    def __init__(self, store: Store, writer: FhirWriter, tz: tzinfo, max_body_bytes: int, guard: FhirGuard) -> None:
         self.store, self.writer, self.tz, self.max_body_bytes = store, writer, tz, max_body_bytes
+        self.guard = guard
         self.started = datetime.now(UTC)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,17 +70,21 @@ class FhirApi:
             return
         request = Request(scope, receive)
         media = FHIR_JSON
+        access: FhirAccess | None = None
         try:
             media = _negotiate(request)
-            answer = await self._dispatch(request)
+            access = self.guard.access(request, _principal(request))
+            answer = await self._dispatch(request, access)
         except Exception as exc:  # one place turns every failure into an OperationOutcome
             if not isinstance(exc, HuizhenError):
                 log.exception("FHIR request failed: %s %s", request.method, scope.get("path"))
             status, issues = failure(exc)
             answer = FhirAnswer(status, operation_outcome(issues))
+        if access is not None:
+            await self.guard.flush(access)
         await _response(answer, media, _base(request))(scope, receive, send)
 
-    async def _dispatch(self, request: Request) -> FhirAnswer:
+    async def _dispatch(self, request: Request, access: FhirAccess) -> FhirAnswer:
         base = _base(request)
         parts = [p for p in request.url.path[len(_base_path(request)) :].split("/") if p]
         method = request.method
@@ -86,27 +93,30 @@ class FhirApi:
             return FhirAnswer(200, capability_statement(base, self.started))
         if not parts:
             _allow(method, "POST")
-            return await self._write(request, "POST", "")
+            access.require(None, method)
+            return await self._write(request, "POST", "", access)
         resource_type = parts[0]
         if not is_r4_resource_type(resource_type):
             raise FhirHttpError(404, IssueType.NOT_SUPPORTED, f"{resource_type!r} is not an R4 resource type")
         if len(parts) == 1:
             _allow(method, "GET", "POST", "PUT")
+            access.require(resource_type, method)
             if method == "GET":
-                return await self._search(request, resource_type, base)
+                return await self._search(request, resource_type, base, access)
             if method == "PUT" and not _query(request):
                 raise FhirHttpError(400, IssueType.REQUIRED, "PUT needs an id or a condition (?identifier=)")
             query = f"?{_query(request)}" if method == "PUT" else ""
-            return await self._write(request, method, resource_type + query)
+            return await self._write(request, method, resource_type + query, access)
         if len(parts) == 2:
             _allow(method, "GET", "PUT")
+            access.require(resource_type, method)
             if method == "PUT":
-                return await self._write(request, "PUT", f"{resource_type}/{parts[1]}")
-            return await self._read(request, resource_type, parts[1])
+                return await self._write(request, "PUT", f"{resource_type}/{parts[1]}", access)
+            return await self._read(request, resource_type, parts[1], access)
         raise FhirHttpError(405 if parts[2:3] == ["_history"] else 404, IssueType.NOT_SUPPORTED,
                             f"{'/'.join(parts[2:])} is not supported", "/".join(parts))
 
-    async def _write(self, request: Request, method: str, path: str) -> FhirAnswer:
+    async def _write(self, request: Request, method: str, path: str, access: FhirAccess) -> FhirAnswer:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in _JSON_TYPES:
             raise FhirHttpError(415, IssueType.NOT_SUPPORTED, f"Content-Type must be {FHIR_JSON} or application/json")
@@ -116,27 +126,36 @@ class FhirApi:
         submission = FhirRequest(method, path, body, principal.facility or principal.sub, principal.facility,
                                  if_none_exist)
         peer = f"{request.client.host}:{request.client.port}" if request.client else None
-        return await self.writer.submit(
-            submission, actor=principal.actor(peer), peer=peer, prefer=request.headers.get("prefer", "")
-        )
+        try:
+            answer = await self.writer.submit(
+                submission, actor=principal.actor(peer), peer=peer, prefer=request.headers.get("prefer", "")
+            )
+        except Exception:
+            access.wrote(method, path, 500)
+            raise
+        access.wrote(method, path, answer.status)
+        return answer
 
-    async def _read(self, request: Request, resource_type: str, entity_id: str) -> FhirAnswer:
+    async def _read(self, request: Request, resource_type: str, entity_id: str, access: FhirAccess) -> FhirAnswer:
         if resource_type not in READABLE:
             raise FhirHttpError(404, IssueType.NOT_SUPPORTED, f"{resource_type} cannot be read from Huizhen")
         principal = _principal(request)
         async with self.store.read() as repo:
             found = await read(repo, resource_type, entity_id, principal.facility or principal.sub)
-        if found is None:
+        if found is None or not await access.visible(found):  # hidden and unknown answer alike
             raise FhirHttpError(404, IssueType.NOT_FOUND, f"{resource_type}/{entity_id} is not known",
                                 f"{resource_type}/{entity_id}")
         return FhirAnswer(200, found)
 
-    async def _search(self, request: Request, resource_type: str, base: str) -> FhirAnswer:
+    async def _search(self, request: Request, resource_type: str, base: str, access: FhirAccess) -> FhirAnswer:
         principal = _principal(request)
         params = list(request.query_params.multi_items())
         query = Query(resource_type, params, principal.facility or principal.sub, self.tz)
         async with self.store.read() as repo:
             found = await search(repo, query)
+        visible = [r for r in found.resources if await access.visible(r)]
+        if len(visible) != len(found.resources):  # a total must not count what the viewer may not see
+            found.resources, found.total = visible, len(visible)
         kept = [(k, v) for k, v in params if k not in ("_cursor", "_format")]
         here = f"{base}/{resource_type}"
         self_url = f"{here}?{urlencode(params)}" if params else here

@@ -9,18 +9,28 @@ is answered 401 with a GraphQL-shaped error and its body is never read.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from huizhen.rbac.identity import AuthenticationError, TokenService
 
+log = logging.getLogger(__name__)
+
+# called with (source address, path, reason) for every refused request: the audit trail's login failures
+OnFailure = Callable[[str | None, str, str], Awaitable[None]]
+
 
 class BearerAuth:
-    def __init__(self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False, on_failure: OnFailure | None = None
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.allow_ide_page = allow_ide_page
+        self.on_failure = on_failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -37,10 +47,21 @@ class BearerAuth:
             else:
                 principal = self.tokens.verify_header(headers.get("authorization"))
         except AuthenticationError as exc:
+            await self._failed(scope, str(exc))
             await _reject(scope, receive, send, str(exc))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _failed(self, scope: Scope, reason: str) -> None:
+        if self.on_failure is None:
+            return
+        client = scope.get("client")
+        source = f"{client[0]}:{client[1]}" if client else None
+        try:
+            await self.on_failure(source, scope.get("path", ""), reason)
+        except Exception:  # the 401 goes out regardless; the failure to audit is logged loudly
+            log.exception("could not audit a login failure")
 
     def _ide_page(self, scope: Scope, headers: dict[str, str]) -> bool:
         return (

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 from strawberry.dataloader import DataLoader
 
 from huizhen.integration.model import Actor, Facility, Patient, Practitioner
+from huizhen.rbac.audit import AuditBuffer
 from huizhen.rbac.identity import Principal
 from huizhen.rbac.rows import PLATFORM, Scope
+from huizhen.rbac.viewer import resolve_scope
 
 if TYPE_CHECKING:
     from huizhen.app import Services
@@ -56,30 +58,37 @@ class Context:
     loaders: Loaders
     request: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    audit: AuditBuffer | None = None
 
     _scope: Scope | None = None
+    _roles: frozenset[str] | None = None
 
     @property
     def actor(self) -> Actor:
         return self.principal.actor(self.source)
 
+    @property
+    def domain(self) -> str:
+        """The RBAC domain of this request: the token's facility, ``*`` when it names none."""
+        return self.principal.facility or PLATFORM
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The token's roles plus the roles stored for the user in this domain (resolved once)."""
+        if self._roles is None:
+            self._roles = self.services.authorizer.roles_of(self.principal.sub, self.principal.roles, self.domain)
+        return self._roles
+
+    def allowed(self, obj: str, action: str) -> bool:
+        return self.services.authorizer.allowed(self.roles, self.domain, obj, action)
+
+    def audited(self) -> AuditBuffer:
+        if self.audit is None:
+            self.audit = AuditBuffer(self.principal.sub, sorted(self.roles), self.source)
+        return self.audit
+
     async def scope(self) -> Scope:
         """The viewer's row-level scope, resolved once per request."""
         if self._scope is None:
-            self._scope = await resolve_scope(self.services, self.principal)
+            self._scope = await resolve_scope(self.services.store, self.principal, self.roles)
         return self._scope
-
-
-async def resolve_scope(services: Services, principal: Principal) -> Scope:
-    """Claims plus directory: the facility id behind the facility code, an expert's department."""
-    async with services.store.read() as repo:
-        facility = (
-            await repo.directory.facility_by_code(principal.facility)
-            if principal.facility and principal.facility != PLATFORM else None
-        )
-        practitioner = await repo.directory.practitioner(principal.sub) if "expert" in principal.roles else None
-    return Scope.of(
-        principal,
-        facility_id=facility.id if facility else None,
-        department=practitioner.department if practitioner else None,
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from huizhen.graphql.guard import can, read, sees_consultation, sees_patient
 from huizhen.graphql.types import (
     ConsultationStatus,
     Facility,
@@ -50,23 +51,25 @@ class Patient:
     async def facility(self, info: Info) -> Facility | None:
         return await _facility(self._m.facility_id, info)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("observation", "read"))
     async def observations(self, info: Info, first: int | None = 20) -> list[Observation]:
         async with info.context.services.store.read() as repo:
             found = await repo.clinical.observations_for_patients([self._m.id], latest=first)
+        read(info, "Observation", f"patient:{self._m.id}")
         return [Observation(_m=o) for o in found[self._m.id]]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("study", "read"))
     async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
         async with info.context.services.store.read() as repo:
             found = await repo.clinical.studies_for_patients([self._m.id])
+        read(info, "ImagingStudy", f"patient:{self._m.id}")
         return [ImagingStudy(_m=s) for s in found[self._m.id]]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("consultation", "read"))
     async def consultations(self, info: Info) -> list[Consultation]:
         async with info.context.services.store.read() as repo:
             found = await repo.consultations.for_patients([self._m.id])
-        return [Consultation(_m=c) for c in found]
+        return [Consultation(_m=c) for c in found if await sees_consultation(info, c)]
 
 
 @strawberry.type
@@ -109,11 +112,12 @@ class Consultation:
     def question(self) -> str | None:
         return self._m.question
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("patient", "read"))
     async def patient(self, info: Info) -> Patient:
         p = await info.context.loaders.patient.load(self._m.patient_id)
         if p is None:  # a foreign key guarantees it; a miss is a broken store
             raise RuntimeError(f"consultation {self._m.number} has no patient row")
+        read(info, "Patient", p.id)  # whoever sees a consultation sees its patient (huizhen.rbac.rows)
         return Patient(_m=p)
 
     @strawberry.field
@@ -147,14 +151,14 @@ class Consultation:
     def cancel_reason(self) -> str | None:
         return self._m.cancel_reason
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("observation", "read"))
     async def observations(self, info: Info) -> list[Observation]:
         if not self._m.observation_ids:
             return []
         async with info.context.services.store.read() as repo:
             return [Observation(_m=o) for o in await repo.clinical.observations_by_ids(self._m.observation_ids)]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("study", "read"))
     async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
         if not self._m.study_ids:
             return []
@@ -194,5 +198,7 @@ class Viewer:
 
     @strawberry.field
     async def patient(self, info: Info) -> Patient | None:
+        if not info.context.allowed("patient", "read"):  # the viewer's own record: null rather than an error
+            return None
         p = await info.context.loaders.patient.load(str(self.id))
-        return Patient(_m=p) if p else None
+        return Patient(_m=p) if p and await sees_patient(info, p) else None

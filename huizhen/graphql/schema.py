@@ -7,8 +7,20 @@ from typing import Any
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
+from huizhen.graphql.access import AccessMutation, AccessQuery
 from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.guard import (
+    AuditFlush,
+    can,
+    consultation_for_change,
+    patient_for_use,
+    read,
+    sees_consultation,
+    wrote,
+)
+from huizhen.graphql.guard import sees_patient as visible_patient
 from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
@@ -44,12 +56,12 @@ class Query:
         p = info.context.principal
         return Viewer(id=strawberry.ID(p.sub), roles=list(p.roles), facility=p.facility)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("patient", "read"))
     async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
         p = await info.context.loaders.patient.load(str(id))
-        return Patient(_m=p) if p else None
+        return Patient(_m=p) if p and await visible_patient(info, p) else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("patient", "read"))
     async def patients(
         self,
         info: Info,
@@ -58,17 +70,22 @@ class Query:
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Patient]:
+        visible = (await info.context.scope()).patient_rows()
         async with info.context.services.store.read() as repo:
-            page = await repo.patients.search(search=search, identifier=identifier, first=first, after=after)
+            page = await repo.patients.search(
+                search=search, identifier=identifier, first=first, after=after, visible=visible
+            )
+        for p, _ in page.items:
+            read(info, "Patient", p.id)
         return connection(page, Patient)  # type: ignore[arg-type]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("consultation", "read"))
     async def consultation(self, info: Info, id: strawberry.ID) -> Consultation | None:
         async with info.context.services.store.read() as repo:
             c = await repo.consultations.get(str(id))
-        return Consultation(_m=c) if c else None
+        return Consultation(_m=c) if c and await sees_consultation(info, c) else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("consultation", "read"))
     async def consultations(
         self,
         info: Info,
@@ -78,6 +95,7 @@ class Query:
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Consultation]:
+        visible = (await info.context.scope()).consultation_rows()
         async with info.context.services.store.read() as repo:
             page = await repo.consultations.search(
                 statuses=[m.ConsultationStatus(s.value) for s in status or []],
@@ -85,10 +103,13 @@ class Query:
                 urgency=m.Urgency(urgency.value) if urgency else None,
                 first=first,
                 after=after,
+                visible=visible,
             )
+        for c, _ in page.items:
+            read(info, "Consultation", c.id)
         return connection(page, Consultation)  # type: ignore[arg-type]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("directory", "read"))
     async def experts(
         self, info: Info, department: str | None = None, online: bool | None = None
     ) -> list[Practitioner]:
@@ -96,13 +117,14 @@ class Query:
             found = await repo.directory.experts(department=department, online=online)
         return [Practitioner(_m=p) for p in found]
 
-    @strawberry.field(description="A patient's imaging studies, newest first.")
+    @strawberry.field(description="A patient's imaging studies, newest first.", permission_classes=can("study", "read"))
     async def imaging_studies(self, info: Info, patient_id: strawberry.ID) -> list[ImagingStudy]:
+        patient = await patient_for_use(info, str(patient_id))
         async with info.context.services.store.read() as repo:
-            found = await repo.clinical.studies_for_patients([str(patient_id)])
-        return [ImagingStudy(_m=s) for s in found[str(patient_id)]]
+            found = await repo.clinical.studies_for_patients([patient.id])
+        return [ImagingStudy(_m=s) for s in found[patient.id]]
 
-    @strawberry.field(description="The message journal, newest first.")
+    @strawberry.field(description="The message journal, newest first.", permission_classes=can("message", "read"))
     async def messages(
         self,
         info: Info,
@@ -117,7 +139,7 @@ class Query:
             )
         return connection(page, Message)  # type: ignore[arg-type]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=can("channel", "read"))
     async def channels(self, info: Info) -> list[Channel]:
         services = info.context.services
         async with services.store.read() as repo:
@@ -146,9 +168,10 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "request"))
     async def request_consultation(self, info: Info, input: ConsultationInput) -> Consultation:
         ctx = info.context
+        await patient_for_use(info, str(input.patient_id))
         practitioner = await ctx.loaders.practitioner.load(ctx.principal.sub)
         c = await ctx.services.consultations.request(
             ConsultationRequest(
@@ -164,45 +187,62 @@ class Mutation:
             ),
             ctx.actor,
         )
+        wrote(info, "Consultation", c.id, "requestConsultation")
         return Consultation(_m=c)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "submit"))
     async def submit_consultation(self, info: Info, id: strawberry.ID) -> Consultation:
+        await _changing(info, id, "submitConsultation")
         return Consultation(_m=await info.context.services.consultations.submit(str(id), info.context.actor))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "assign"))
     async def assign_expert(
         self, info: Info, id: strawberry.ID, expert_id: strawberry.ID | None = None
     ) -> Consultation:
+        await _changing(info, id, "assignExpert")
         c = await info.context.services.consultations.assign(
             str(id), info.context.actor, str(expert_id) if expert_id else None
         )
         return Consultation(_m=c)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "decline"))
     async def decline_consultation(self, info: Info, id: strawberry.ID, reason: str) -> Consultation:
+        await _changing(info, id, "declineConsultation")
         c = await info.context.services.consultations.decline(str(id), info.context.actor, reason)
         return Consultation(_m=c)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "start"))
     async def start_consultation(self, info: Info, id: strawberry.ID) -> Consultation:
+        await _changing(info, id, "startConsultation")
         return Consultation(_m=await info.context.services.consultations.start(str(id), info.context.actor))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "complete"))
     async def complete_consultation(
         self, info: Info, id: strawberry.ID, diagnosis: str, treatment_plan: str
     ) -> Consultation:
+        await _changing(info, id, "completeConsultation")
         c = await info.context.services.consultations.complete(str(id), info.context.actor, diagnosis, treatment_plan)
         return Consultation(_m=c)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=can("consultation", "cancel"))
     async def cancel_consultation(self, info: Info, id: strawberry.ID, reason: str) -> Consultation:
+        await _changing(info, id, "cancelConsultation")
         c = await info.context.services.consultations.cancel(str(id), info.context.actor, reason)
         return Consultation(_m=c)
 
-    @strawberry.mutation(description="Run an ERROR message through the current mappings again.")
+    @strawberry.mutation(
+        description="Run an ERROR message through the current mappings again.",
+        permission_classes=can("message", "reprocess"),
+    )
     async def reprocess_message(self, info: Info, id: strawberry.ID) -> Message:
+        wrote(info, "Message", str(id), "reprocessMessage")
         return Message(_m=await info.context.services.reprocess(str(id)))
+
+
+async def _changing(info: Info, id: strawberry.ID, operation: str) -> None:
+    """The row rule of a consultation mutation (hidden is NOT_FOUND), and its audit event."""
+    await consultation_for_change(info, str(id))
+    wrote(info, "Consultation", str(id), operation)
 
 
 class _Schema(strawberry.Schema):
@@ -212,11 +252,12 @@ class _Schema(strawberry.Schema):
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, AccessQuery)),
+        mutation=merge_types("Mutation", (Mutation, AccessMutation)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
+            AuditFlush,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -315,6 +316,19 @@ audit_events = Table(
     Column("source", String(200)),
     Column("prev_hash", String(64)),
     Column("hash", String(64), nullable=False),
+)
+
+# the Casbin policy: p lines (role, domain, object, action) and g lines (user, role, domain, "")
+rbac_rules = Table(
+    "rbac_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ptype", String(8), nullable=False),
+    Column("v0", String(200), nullable=False),
+    Column("v1", String(200), nullable=False),
+    Column("v2", String(200), nullable=False),
+    Column("v3", String(200), nullable=False),
+    UniqueConstraint("ptype", "v0", "v1", "v2", "v3", name="uq_rbac_rules_line"),
 )
 
 # messages owed to other systems (the ORU report back), durable until acknowledged

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from huizhen.integration.model import Consultation, ConsultationStatus, Patient
+from huizhen.integration.repo.visibility import ConsultationRows, PatientRows
 from huizhen.rbac.identity import Principal
 
 PLATFORM = "*"
@@ -81,3 +82,35 @@ class Scope:
         ):
             return True
         return any(self.sees_consultation(c) for c in consultations)
+
+    # the same rules as SQL filters (huizhen.integration.repo.visibility), for list queries and their totals
+
+    def consultation_rows(self) -> ConsultationRows:
+        r = self.roles
+        if "coordinator" in r and self.platform_wide:
+            return ConsultationRows(everything=True)
+        facilities: set[str] = set()
+        if self.facility_id is not None and r & {"coordinator", "primary_doctor", "his_system"}:
+            facilities.add(self.facility_id)
+        expert = "expert" in r
+        return ConsultationRows(
+            facility_ids=tuple(sorted(facilities)),
+            expert_id=self.sub if expert else None,
+            queue_department=self.department if expert else None,
+            requester_id=self.sub if r & {"primary_doctor", "his_system"} else None,
+            patient_id=self.sub if "patient" in r else None,
+        )
+
+    def patient_rows(self) -> PatientRows:
+        r = self.roles
+        if "coordinator" in r and self.platform_wide:
+            return PatientRows(everything=True)
+        facilities = (
+            (self.facility_id,)
+            if self.facility_id is not None and r & {"primary_doctor", "his_system", "coordinator"} else ()
+        )
+        return PatientRows(
+            patient_id=self.sub if "patient" in r else None,
+            facility_ids=facilities,
+            via=self.consultation_rows(),
+        )

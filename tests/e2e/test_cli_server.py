@@ -71,8 +71,12 @@ def test_new_user_walks_a_consultation_and_restart_keeps_it(instance: Instance) 
         statuses.append(next(iter(body["data"].values()))["status"])
     assert statuses == ["PENDING", "ASSIGNED", "IN_PROGRESS", "COMPLETED"]
 
-    bad = instance.gql(tokens["doctor"], "mutation($id: ID!) { startConsultation(id: $id) { status } }", id=cid)
+    # a primary doctor may cancel (RBAC), but not a COMPLETED consultation (workflow)
+    cancel = 'mutation($id: ID!) { cancelConsultation(id: $id, reason: "重复") { status } }'
+    bad = instance.gql(tokens["doctor"], cancel, id=cid)
     assert bad["errors"][0]["extensions"]["code"] == "INVALID_TRANSITION"
+    wrong_role = instance.gql(tokens["doctor"], "mutation($id: ID!) { startConsultation(id: $id) { status } }", id=cid)
+    assert wrong_role["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
     read = "query($id: ID!) { consultation(id: $id) { number status diagnosis timeline { at type actor } } }"
     before = instance.gql(tokens["doctor"], read, id=cid)["data"]["consultation"]

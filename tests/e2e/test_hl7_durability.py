@@ -101,5 +101,6 @@ def test_acked_messages_survive_sigkill_exactly_once(instance: Instance) -> None
     assert sorted(final) == [f"K{i:05d}" for i in range(N)]  # exactly once each, in the end
     duplicates = {cid for cid, status in after if status == "DUPLICATE"}
     assert {f"K{i:05d}" for i in acked} <= duplicates
-    patients = instance.gql(token, '{ patients(identifier: "K00000") { totalCount } }')["data"]["patients"]
+    clinical = instance.run("token", "--sub", "coord-1", "--role", "coordinator").stdout.strip()  # not the admin's
+    patients = instance.gql(clinical, '{ patients(identifier: "K00000") { totalCount } }')["data"]["patients"]
     assert patients["totalCount"] == 1

@@ -28,10 +28,12 @@ def test_stored_study_reads_back_through_graphql(instance: Instance) -> None:
     )
     assert refused.returncode != 0  # an AE that is not on the allow-list is refused
     token = instance.run("token", "--sub", "admin-1", "--role", "integration_admin").stdout.strip()
-    [patient] = [e["node"] for e in instance.gql(token, '{ patients(identifier: "1CT1") { edges { node { id } } } }')
+    # an integration admin sees channels but no clinical data; a platform coordinator reads the study
+    clinical = instance.run("token", "--sub", "coord-1", "--role", "coordinator").stdout.strip()
+    [patient] = [e["node"] for e in instance.gql(clinical, '{ patients(identifier: "1CT1") { edges { node { id } } } }')
                  ["data"]["patients"]["edges"]]
     studies = instance.gql(
-        token,
+        clinical,
         "query($p: ID!) { imagingStudies(patientId: $p) { studyInstanceUid modalities seriesCount instanceCount } }",
         p=patient["id"],
     )["data"]["imagingStudies"]

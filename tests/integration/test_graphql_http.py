@@ -165,10 +165,12 @@ async def test_invalid_transition_answers_its_code(doctor: GraphQLClient) -> Non
             ' chiefComplaint: "头晕"}) { id } }'
         )
     )["requestConsultation"]["id"]
-    body = (await doctor.raw("mutation($id: ID!) { startConsultation(id: $id) { status } }", id=cid)).json()
+    submit = "mutation($id: ID!) { submitConsultation(id: $id) { status } }"
+    assert (await doctor.execute(submit, id=cid))["submitConsultation"]["status"] == "PENDING"
+    body = (await doctor.raw(submit, id=cid)).json()  # a primary doctor may submit, but not twice
     error = body["errors"][0]
     assert error["extensions"]["code"] == "INVALID_TRANSITION"
-    assert "DRAFT" in error["message"] and "start" in error["message"]
+    assert "PENDING" in error["message"] and "submit" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from huizhen.integration.repo.imaging import Imaging
 from huizhen.integration.repo.journal import Journal
 from huizhen.integration.repo.outbox import Outbox
 from huizhen.integration.repo.patients import Patients
+from huizhen.integration.repo.rbac import RbacRules
 
 
 class Repository:
@@ -30,6 +31,7 @@ class Repository:
         self.imaging = Imaging(conn, keyring, dialect)
         self.cases = TeachingCases(conn, keyring, dialect)
         self.escalations = Escalations(conn, keyring, dialect)
+        self.rbac = RbacRules(conn, keyring, dialect)
 
 
 __all__ = ["Repository"]

@@ -19,6 +19,7 @@ from huizhen.integration.model import (
 )
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
 
 _LINKS = {"Observation": "observation_ids", "ImagingStudy": "study_ids", "Document": "document_ids"}
 _TIMES = ("scheduled_at", "created_at", "submitted_at", "assigned_at", "started_at", "completed_at", "cancelled_at")
@@ -82,10 +83,13 @@ class Consultations(RepoBase):
         self, *, statuses: Sequence[ConsultationStatus] | None = None, department: str | None = None,
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
         patient_id: str | None = None, first: int | None = None, after: str | None = None,
+        visible: ConsultationRows | None = None,
     ) -> Page[Consultation]:
-        """Newest first, keyset-paged."""
+        """Newest first, keyset-paged; ``visible`` limits the rows (and the total) to a viewer's."""
         c = t.consultations.c
         q = select(t.consultations)
+        if visible is not None:
+            q = q.where(consultation_condition(visible))
         if statuses:
             q = q.where(c.status.in_([s.value for s in statuses]))
         for col, value in ((c.department, department), (c.facility_id, facility_id),

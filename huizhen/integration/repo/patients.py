@@ -14,6 +14,7 @@ from huizhen.integration.model import Gender, Identifier, Patient
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, name_from_json, name_to_json, now
 from huizhen.integration.repo.prepared import Prepared
+from huizhen.integration.repo.visibility import PatientRows, patient_condition
 
 _MAX_MERGE_HOPS = 16
 
@@ -227,10 +228,13 @@ class Patients(RepoBase):
     async def search(
         self, *, search: str | None = None, identifier: str | None = None,
         facility_id: str | None = None, first: int | None = None, after: str | None = None,
+        visible: PatientRows | None = None,
     ) -> Page[Patient]:
         """Exact-match search (values are encrypted): full name, family or given
         name, or any identifier value (``value`` or ``system|value``)."""
         q = select(t.patients.c.id, t.patients.c.created_at).where(t.patients.c.merged_into.is_(None))
+        if visible is not None:
+            q = q.where(patient_condition(visible))
         if facility_id is not None:
             q = q.where(t.patients.c.facility_id == facility_id)
         if identifier:

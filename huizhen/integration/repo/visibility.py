@@ -1,0 +1,69 @@
+"""Row filters in SQL: which consultations and patients a list query may count and return.
+
+The rules themselves are written once, in :mod:`huizhen.rbac.rows` (``Scope``);
+``Scope.consultation_rows()``/``Scope.patient_rows()`` translate a viewer's
+scope into these plain filters, and the repositories turn them into a WHERE
+clause so that pages and ``totalCount`` only ever see visible rows. Values
+are bound parameters, never SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, or_, select, true
+
+from huizhen.integration import tables as t
+from huizhen.integration.model import ConsultationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultationRows:
+    everything: bool = False
+    facility_ids: tuple[str, ...] = ()  # consultations of these facilities
+    expert_id: str | None = None  # assigned to this expert
+    queue_department: str | None = None  # PENDING in this department
+    requester_id: str | None = None
+    patient_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRows:
+    everything: bool = False
+    patient_id: str | None = None
+    facility_ids: tuple[str, ...] = ()
+    via: ConsultationRows | None = None  # patients of the consultations visible this way
+
+
+def consultation_condition(rows: ConsultationRows) -> Any:
+    if rows.everything:
+        return true()
+    c = t.consultations.c
+    terms: list[Any] = []
+    if rows.facility_ids:
+        terms.append(c.facility_id.in_(rows.facility_ids))
+    if rows.expert_id is not None:
+        terms.append(c.expert_id == rows.expert_id)
+    if rows.queue_department is not None:
+        terms.append(and_(c.status == ConsultationStatus.PENDING.value, c.department == rows.queue_department))
+    if rows.requester_id is not None:
+        terms.append(c.requester_id == rows.requester_id)
+    if rows.patient_id is not None:
+        terms.append(c.patient_id == rows.patient_id)
+    return or_(*terms) if terms else false()
+
+
+def patient_condition(rows: PatientRows) -> Any:
+    if rows.everything:
+        return true()
+    p = t.patients.c
+    terms: list[Any] = []
+    if rows.patient_id is not None:
+        terms.append(p.id == rows.patient_id)
+    if rows.facility_ids:
+        terms.append(p.facility_id.in_(rows.facility_ids))
+    if rows.via is not None:
+        via = consultation_condition(rows.via)
+        terms.append(p.id.in_(select(t.consultations.c.patient_id).where(via)))
+    return or_(*terms) if terms else false()
