@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -39,7 +40,10 @@ from huizhen.integration.store import Store
 from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
+from huizhen.metrics import MeteredEngine, Metrics
+from huizhen.ops.http import ops_routes
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
+from huizhen.request_id import RequestIdMiddleware
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class Services:
     channels: dict[str, ChannelState] = field(default_factory=dict)
     fhir: FhirWriter | None = None
     outbound: OutboundSender | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -112,13 +117,16 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    metrics = Metrics()
+    engine = MeteredEngine(store, bus, settings.tz)
+    engine.metrics = metrics
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds),
         consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
-        engine=InboundEngine(store, bus, settings.tz),
+        engine=engine,
         codecs={hl7.channel: hl7, fhir.channel: fhir},
         channels={
             hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
@@ -128,6 +136,7 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         },
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
+        metrics=metrics,
     )
 
 
@@ -160,6 +169,8 @@ def build_app(services: Services) -> Starlette:
             Route("/graphql", gql),
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
+            *ops_routes(services),
         ],
+        middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,
     )

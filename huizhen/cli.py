@@ -35,7 +35,7 @@ def main(ctx: click.Context, config_file: Path | None) -> None:
         sys.exit(2)
     from huizhen.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, patient_data=settings.log_patient_data)
     ctx.obj = {"settings": settings}
 
 

@@ -7,9 +7,12 @@ from typing import Any
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.instrumentation import OperationMetrics
 from huizhen.graphql.journal import Channel, Message
+from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
     Connection,
@@ -212,11 +215,12 @@ class _Schema(strawberry.Schema):
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
-        query=Query,
+        query=merge_types("Query", (Query, OperationsQuery)),
         mutation=Mutation,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
+            OperationMetrics,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),

@@ -5,6 +5,7 @@
     ├── BadInput                 a value the caller sent that cannot be used
     ├── InvalidTransition        a workflow transition the current state forbids
     ├── Conflict                 a concurrent change won (optimistic lock, unique key)
+    ├── Forbidden                the viewer's roles do not allow the operation (RBAC)
     └── ConfigurationError       a setting that cannot be used; stops start-up
 
 Edges turn these into their protocol's answer in exactly one place
@@ -48,3 +49,9 @@ class Conflict(HuizhenError):
 
 class ConfigurationError(HuizhenError):
     code = "CONFIGURATION"
+
+
+class Forbidden(HuizhenError):
+    """The viewer's roles do not allow the operation at all (a row they may not see is a NotFound)."""
+
+    code = "FORBIDDEN"
