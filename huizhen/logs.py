@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -18,6 +19,8 @@ from huizhen.request_id import LogContext
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 PHI_PREFIX = "phi_"
+# a WebSocket's bearer token travels as ?token= (browsers cannot set its headers); uvicorn logs the path
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _TOKEN_IN_URL.sub(r"\1[redacted]", record.getMessage()),
         }
         line.update(
             {k: v for k, v in record.__dict__.items()
