@@ -119,7 +119,7 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     endpoints = parse_addresses(settings.hl7_report_endpoints)
     metrics = Metrics()
     engine = MeteredEngine(store, bus, settings.tz)
-    engine.metrics = metrics
+    engine.metrics, engine.log_patient_data = metrics, settings.log_patient_data
     return Services(
         settings=settings,
         store=store,

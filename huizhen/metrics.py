@@ -14,6 +14,7 @@ totals, outbound queue depth) are refreshed on each scrape by :meth:`Metrics.ref
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,14 @@ from sqlalchemy import func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.engine import Codec, InboundEngine, Result
+from huizhen.integration.model import MessageStatus
 
 if TYPE_CHECKING:
     from huizhen.adapters.dicom import DicomListener
     from huizhen.adapters.mllp import MllpServer
     from huizhen.integration.store import Store
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -39,6 +42,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._mllp: _MllpCollector | None = None
         self.messages = Counter(
             "huizhen_messages", "Inbound messages handled since start, by channel, type and journal status.",
             ["channel", "type", "status"], registry=r,
@@ -124,7 +128,10 @@ class Metrics:
 
     def watch_mllp(self, server: MllpServer) -> None:
         """The MLLP listener's own totals (connections, frames, timeouts…), read at each scrape."""
-        self.registry.register(_MllpCollector(server))
+        if self._mllp is not None:  # listeners restarted on the same services
+            self.registry.unregister(self._mllp)
+        self._mllp = _MllpCollector(server)
+        self.registry.register(self._mllp)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -147,12 +154,17 @@ class MeteredEngine(InboundEngine):
     """The inbound engine, counting each message and timing its answer (the engine itself stays unaware)."""
 
     metrics: Metrics | None = None
+    log_patient_data = False  # the ``log_patient_data`` setting: failed messages' content in the logs
 
     async def receive(self, codec: Codec, raw: bytes, *, peer: str | None = None) -> Result:
         started = time.perf_counter()
         result = await super().receive(codec, raw, peer=peer)
         if self.metrics is not None:
             self.metrics.message_done(result, time.perf_counter() - started)
+        msg = result.message
+        if self.log_patient_data and msg.status is MessageStatus.ERROR:
+            log.info("content of the failed message", extra={
+                "control_id": msg.control_id, "message_id": msg.id, "phi_raw": raw.decode("utf-8", "replace")})
         return result
 
     async def reprocess(self, codec: Codec, message_id: str) -> Result:
