@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -46,11 +47,14 @@ from huizhen.mappings.codes import load_code_tables
 from huizhen.mappings.complaint import ComplaintTables, load_complaint_tables
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.registry import default_registry
+from huizhen.metrics import MeteredEngine, Metrics
+from huizhen.ops.http import ops_routes
 from huizhen.rbac.audit import FAILURE, AuditLog
 from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
 from huizhen.rbac.oidc import OidcVerifier
 from huizhen.rbac.service import PolicyService
+from huizhen.request_id import RequestIdMiddleware
 from huizhen.settings import Settings, parse_addresses
 
 log = logging.getLogger(__name__)
@@ -84,6 +88,7 @@ class Services:
     complaints: ComplaintTables | None = None  # analyzeComplaint's synonym and question tables
     coverage: CoverageRules | None = None  # coverageEstimate's fee and insurance rules
     sla: SlaWatcher | None = None  # escalates overdue consultations; started with the listeners
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -149,13 +154,16 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     authorizer = Authorizer(rbac / "model.conf")
     policies = PolicyService(store, bus, authorizer, rbac / "policy.csv")
     await policies.start()
+    metrics = Metrics()
+    engine = MeteredEngine(store, bus, settings.tz)
+    engine.metrics, engine.log_patient_data = metrics, settings.log_patient_data
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds, external=oidc),
         consultations=consultations,
-        engine=InboundEngine(store, bus, settings.tz),
+        engine=engine,
         authorizer=authorizer,
         policies=policies,
         audit=AuditLog(store),
@@ -173,6 +181,7 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         coverage=load_coverage_rules(settings.resolved_coverage_rules_file),
         sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
                        interval_s=settings.sla_check_interval_seconds),
+        metrics=metrics,
     )
 
 
@@ -209,6 +218,8 @@ def build_app(services: Services) -> Starlette:
             Route("/graphql", gql),
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
+            *ops_routes(services),
         ],
+        middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,
     )

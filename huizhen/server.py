@@ -18,6 +18,7 @@ from huizhen.adapters.mllp import MllpServer
 from huizhen.adapters.mllp_peers import mllp_handler
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
+from huizhen.ops.mappings import watcher as mappings_watcher
 from huizhen.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
                 ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
             )
             await mllp.start()
+            services.metrics.watch_mllp(mllp)
             stack.push_async_callback(mllp.stop)
             services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
@@ -65,6 +67,7 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
         if settings.dicom_port:
             dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings))
             await dicom.start()
+            services.metrics.watch_dicom(dicom)
             stack.push_async_callback(dicom.stop)
             services.channels["dicom"].state = "listening"
             ports["dicom"] = dicom.port
@@ -77,6 +80,7 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
             await outbound.start()
             stack.push_async_callback(outbound.stop)
             services.channels["mllp-out"].state = "running"
+        await stack.enter_async_context(mappings_watcher(services))
         yield ports
         for state in services.channels.values():
             if state.state in ("listening", "running"):

@@ -268,6 +268,10 @@ class Settings(BaseModel):
     dicom_store_timeout_seconds: float = Field(default=30.0, gt=0)  # then C-STORE answers 0xA700
     dicom_fallback_charset: str | None = None  # e.g. GB18030, for senders that omit SpecificCharacterSet
     dicom_max_find_results: int = Field(default=1000, ge=1)
+    # Operations (huizhen/ops/): metrics, logs, mapping reload
+    metrics_token: str | None = None  # set: /metrics wants "Bearer <this>"; none: an integration_admin token
+    log_patient_data: bool = False  # patient data (``phi_*`` log fields) in the logs; off by default
+    mappings_poll_seconds: float = Field(default=2.0, ge=0)  # re-read config/mappings/*.csv on change; 0: never
 
     @field_validator("dicom_move_destinations")
     @classmethod

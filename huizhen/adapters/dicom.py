@@ -88,6 +88,11 @@ class DicomListener:
             raise RuntimeError("the DICOM listener is not started")
         return int(self._server.server_address[1])
 
+    @property
+    def server(self) -> ThreadedAssociationServer | None:
+        """The running association server (for event handlers such as metrics), if started."""
+        return self._server
+
     async def start(self) -> None:
         self.objects.root.mkdir(parents=True, exist_ok=True)
         s = self.settings

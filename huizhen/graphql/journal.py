@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from huizhen.graphql.raw import raw_content
 from huizhen.graphql.types import Info, MessageStatus, iso
 from huizhen.integration import model as m
 
@@ -61,6 +62,10 @@ class Message:
     @strawberry.field
     def ack(self) -> str | None:
         return self._m.ack
+
+    @strawberry.field(description="The message as received, decrypted (integration_admin only; every view audited).")
+    async def raw(self, info: Info) -> str:
+        return await raw_content(info, self._m)
 
     @strawberry.field(description="The entities this message created or changed.")
     def effects(self) -> list[EntityReference]:

@@ -21,7 +21,9 @@ from huizhen.graphql.guard import (
     wrote,
 )
 from huizhen.graphql.guard import sees_patient as visible_patient
+from huizhen.graphql.instrumentation import OperationMetrics
 from huizhen.graphql.journal import Channel, Message
+from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
     Connection,
@@ -252,12 +254,13 @@ class _Schema(strawberry.Schema):
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
-        query=merge_types("Query", (Query, AccessQuery)),
+        query=merge_types("Query", (Query, AccessQuery, OperationsQuery)),
         mutation=merge_types("Mutation", (Mutation, AccessMutation)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
             AuditFlush,
+            OperationMetrics,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),

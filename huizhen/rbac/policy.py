@@ -30,11 +30,15 @@ ROLES: Final = frozenset(
     }
 )
 OBJECTS: Final = frozenset(
-    {"patient", "consultation", "observation", "study", "directory", "message", "channel", "policy", "audit"}
+    {
+        "patient", "consultation", "observation", "study", "directory", "message", "channel", "policy", "audit",
+        "case", "stats",
+    }
 )
 ACTIONS: Final = frozenset(
     {
-        "read", "write", "request", "submit", "assign", "decline", "start", "complete", "cancel", "reprocess", "*",
+        "read", "write", "request", "submit", "assign", "decline", "start", "complete", "cancel", "reprocess", "raw",
+        "*",
     }
 )
 _NAME = re.compile(r"^[\w.:@\-]{1,200}$")  # letters of any script (张医生), no quotes or spaces
