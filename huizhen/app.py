@@ -27,6 +27,7 @@ from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
 from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
+from huizhen.adapters.signaling import SignalingHub
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
@@ -143,9 +144,12 @@ def build_app(services: Services) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
+    signaling = SignalingHub(services)  # /signaling authenticates on the socket itself (first-message token)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
+        async with signaling.running():
+            yield
         await services.close()
 
     gql = BearerAuth(
@@ -160,6 +164,7 @@ def build_app(services: Services) -> Starlette:
             Route("/graphql", gql),
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
+            *signaling.routes(),
         ],
         lifespan=lifespan,
     )
