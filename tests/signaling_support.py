@@ -44,12 +44,12 @@ class SignalingClient:
     async def send(self, **message: Any) -> None:
         await self.ws.send(json.dumps(message, ensure_ascii=False))
 
-    async def expect(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+    async def expect(self, kind: str, within: float = 10) -> dict[str, Any]:
         """The next message of type ``kind``; others are kept for later ``expect`` calls."""
         for i, m in enumerate(self.backlog):
             if m["type"] == kind:
                 return self.backlog.pop(i)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 m = json.loads(await self.ws.recv())
                 if m["type"] == kind:
@@ -60,12 +60,12 @@ class SignalingClient:
         await self.send(type="join", room=room)
         return await self.expect("joined")
 
-    async def error(self, timeout: float = 10) -> str:
-        return str((await self.expect("error", timeout))["code"])
+    async def error(self, within: float = 10) -> str:
+        return str((await self.expect("error", within))["code"])
 
-    async def closed(self, timeout: float = 10) -> int | None:
+    async def closed(self, within: float = 10) -> int | None:
         """Wait for the server to close the socket; its close code."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             try:
                 while True:
                     self.backlog.append(json.loads(await self.ws.recv()))

@@ -308,22 +308,23 @@ class Session:
                 "type": "netcheck-ready", "peer": echo.id, "seconds": checks.seconds,
                 "iceServers": ice_servers(self.hub.ice, peer.id, time.time()),
             })
-            result = await asyncio.wait_for(echo.measure(), checks.timeout_s)
-            peer.send(result.as_message())
+            try:
+                result = await asyncio.wait_for(echo.measure(), checks.timeout_s)
+            finally:  # the check is over before its result goes out: the user may start the next one
+                await echo.close()
+                checks.release(self.principal.sub)
+                self.check = None
             if consultation is not None:
                 await self.hub.services.consultations.note(
                     consultation.id, self.principal.actor("signaling"), TimelineType.NETWORK_CHECK.value,
                     result.summary(),
                 )
+            peer.send(result.as_message())
         except TimeoutError:
             peer.send(error(Code.NETCHECK_TIMEOUT, f"no media within {checks.timeout_s:.0f} s"))
         except Exception:
             log.exception("signaling: network check failed")
             peer.send(error(Code.INTERNAL, "network check failed"))
-        finally:
-            await echo.close()
-            checks.release(self.principal.sub)
-            self.check = None
 
     async def _to_check(self, peer: Peer, msg: Sdp | Candidate) -> None:
         echo = self.check

@@ -59,15 +59,13 @@ async def test_browser_call_page_calls_an_aiortc_peer(server: RunningServer) -> 
             await page.goto(f"{server.base_url}/call/{cid}#token={token}")
             await page.wait_for_function("window.huizhenCall && window.huizhenCall.status === 'connected'",
                                          timeout=30_000)
-            async with asyncio.timeout(30):
-                while expert.channel is None or expert.channel.readyState != "open":
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(expert.channel_open.wait(), 30)
             first = await asyncio.wait_for(expert.messages.get(), 15)
             assert first.startswith("你好 from ")
             expert.channel.send("收到，请描述症状")
             await page.wait_for_function("window.huizhenCall.messages.some(m => m.text === '收到，请描述症状')",
                                          timeout=15_000)
-            await expert.wait_frames(10)  # Chromium's fake camera, decoded by aiortc
+            await asyncio.wait_for(expert.wait_frames(10), 30)  # Chromium's fake camera, decoded by aiortc
             await page.wait_for_function("window.huizhenCall.framesReceived >= 10", timeout=30_000)
             assert await page.locator("#status").text_content() == "connected"
             assert not errors

@@ -34,14 +34,12 @@ async def test_two_aiortc_peers_call_through_the_room(server: RunningServer) -> 
     await expert.offer_to(doctor_id)  # the newcomer calls the peers present
     try:
         async with asyncio.timeout(30):
-            await asyncio.gather(doctor.connected.wait(), expert.connected.wait())
-            while doctor.channel is None or doctor.channel.readyState != "open":
-                await asyncio.sleep(0.02)
+            await asyncio.gather(doctor.connected.wait(), expert.connected.wait(), doctor.channel_open.wait())
         doctor.channel.send("血压 150/95，请会诊")
         assert await asyncio.wait_for(expert.messages.get(), 10) == "血压 150/95，请会诊"
         expert.channel.send("收到")
         assert await asyncio.wait_for(doctor.messages.get(), 10) == "收到"
-        await asyncio.gather(doctor.wait_frames(10), expert.wait_frames(10))
+        await asyncio.wait_for(asyncio.gather(doctor.wait_frames(10), expert.wait_frames(10)), 30)
         assert doctor.frame_size == expert.frame_size == (640, 480)
     finally:
         await doctor.close()
@@ -60,11 +58,8 @@ async def test_network_check_echoes_video_and_reports(server: RunningServer) -> 
         assert await second.error() == "NETCHECK_BUSY"  # one check per user at a time
         clinic.serve()
         await clinic.offer_to(ready["peer"])
-        await clinic.wait_frames(10)  # its own video, echoed back by the server
-        async with asyncio.timeout(30):
-            while not [m for m in clinic.client.backlog if m["type"] == "netcheck-result"]:
-                await asyncio.sleep(0.05)
-        result = await clinic.client.expect("netcheck-result")
+        await asyncio.wait_for(clinic.wait_frames(10), 30)  # its own video, echoed back by the server
+        result = await asyncio.wait_for(clinic.expect("netcheck-result"), 30)
         assert result["framesEchoed"] > 0 and result["bitrateKbps"] > 0 and 0 <= result["lossPct"] <= 100
         assert {"width", "height", "fps", "bitrateKbps"} <= set(result["recommended"])
         async with server.services.store.read() as repo:

@@ -34,7 +34,10 @@ class RtcPeer:
         self.frames = 0
         self.frame_size: tuple[int, int] | None = None
         self.messages: asyncio.Queue[str] = asyncio.Queue()
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # what is not signaling, once serving
         self.channel: Any = None
+        self.channel_open = asyncio.Event()
+        self._frame_waiters: list[tuple[int, asyncio.Event]] = []
         self.connected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
@@ -55,14 +58,19 @@ class RtcPeer:
                 frame = await track.recv()
                 self.frames += 1
                 self.frame_size = (frame.width, frame.height)
+                for n, event in self._frame_waiters:
+                    if self.frames >= n:
+                        event.set()
 
     def _on_channel(self, channel: Any) -> None:
         self.channel = channel
         channel.on("message", self.messages.put_nowait)
+        if channel.readyState == "open":
+            self.channel_open.set()
+        channel.on("open", self.channel_open.set)
 
     async def offer_to(self, peer_id: str) -> None:
-        self.channel = self.pc.createDataChannel("chat")
-        self.channel.on("message", self.messages.put_nowait)
+        self._on_channel(self.pc.createDataChannel("chat"))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self.client.send(type="offer", to=peer_id, sdp=self.pc.localDescription.sdp)
 
@@ -72,7 +80,7 @@ class RtcPeer:
 
     async def _signals(self) -> None:
         pending = list(self.client.backlog)
-        self.client.backlog.clear()
+        self.client.backlog.clear()  # from now on, other messages go to ``inbox``
         while True:
             m = pending.pop(0) if pending else json.loads(await self.client.ws.recv())
             if m["type"] == "offer":
@@ -84,12 +92,21 @@ class RtcPeer:
             elif m["type"] == "candidate" and m["candidate"] and m["candidate"].get("candidate"):
                 await self.pc.addIceCandidate(ice_candidate(m["candidate"]))
             else:
-                self.client.backlog.append(m)
+                self.inbox.put_nowait(m)
 
-    async def wait_frames(self, n: int, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            while self.frames < n:
-                await asyncio.sleep(0.05)
+    async def expect(self, kind: str) -> dict[str, Any]:
+        """The next non-signaling message of type ``kind`` (while serving)."""
+        while True:
+            m = await self.inbox.get()
+            if m["type"] == kind:
+                return m
+
+    async def wait_frames(self, n: int) -> None:
+        event = asyncio.Event()
+        self._frame_waiters.append((n, event))
+        if self.frames >= n:
+            event.set()
+        await event.wait()
 
     async def close(self) -> None:
         for t in self._tasks:

@@ -10,7 +10,7 @@ import hmac
 import pytest
 
 from huizhen.adapters.bitrate import Policy, Stats, choose_for_path, parse_ladder, recommend
-from huizhen.adapters.signaling_protocol import Candidate, Code, SignalingError, Sdp, parse
+from huizhen.adapters.signaling_protocol import Candidate, Code, Sdp, SignalingError, parse
 from huizhen.adapters.turn import IceConfig, ice_servers, turn_credential
 from huizhen.settings import Settings
 
