@@ -3,8 +3,10 @@
 Every room is a consultation (ASSIGNED) with its requesting doctor and its
 expert connected to /signaling at the same time; once all sockets have
 joined, every room runs offer → answer → 10 candidates each way, all rooms at
-once. Each relayed message carries its send time; the receiver (same process,
-same clock) records the relay latency. Prints JSON: p50/p99/max relay latency,
+at once (starts spread over --spread seconds, the answer after the offer
+arrives, candidates --gather-interval apart as ICE gathers them). Each relayed
+message carries its send time; the receiver (same process, same clock)
+records the relay latency, which so includes the client's own scheduling. Prints JSON: p50/p99/max relay latency,
 sockets held at once, join time; asserts nothing.
 
     python bench/signaling.py [--rooms 500] [--candidates 10] [--postgres postgresql+asyncpg://…]
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -105,6 +108,7 @@ class Sock:
         self.latencies: list[float] = []
         self.got: dict[str, int] = {}
         self.done = asyncio.Event()
+        self.seen = {"offer": asyncio.Event(), "answer": asyncio.Event()}
         self.expected = 0
 
     async def send(self, **m: Any) -> None:
@@ -121,11 +125,15 @@ class Sock:
             else:
                 continue
             self.got[m["type"]] = self.got.get(m["type"], 0) + 1
+            if m["type"] in self.seen:
+                self.seen[m["type"]].set()
             if sum(self.got.values()) >= self.expected:
                 self.done.set()
 
 
-async def run(base: str, tokens: TokenService, rooms: list[str], candidates: int) -> dict[str, Any]:
+async def run(
+    base: str, tokens: TokenService, rooms: list[str], candidates: int, spread: float, gather_interval: float
+) -> dict[str, Any]:
     doctor = tokens.issue("doc1", ["primary_doctor"], "TWN001", ttl_s=3600)
     expert = tokens.issue("exp1", ["expert"], None, ttl_s=3600)
     url = base.replace("http://", "ws://") + "/signaling"
@@ -157,11 +165,16 @@ async def run(base: str, tokens: TokenService, rooms: list[str], candidates: int
     readers = [asyncio.create_task(s.read()) for s in socks]
 
     async def negotiate(a: Sock, b: Sock) -> None:
+        """As browsers do it: the offer, the answer once the offer is in, candidates as ICE gathers them."""
+        await asyncio.sleep(random.uniform(0, spread))
         await b.send(type="offer", to=a.peer, sdp=repr(time.perf_counter()))
+        await a.seen["offer"].wait()
         await a.send(type="answer", to=b.peer, sdp=repr(time.perf_counter()))
+        await b.seen["answer"].wait()
         for k in range(candidates):
             await a.send(type="candidate", to=b.peer, candidate={"candidate": f"c{k}", "t": time.perf_counter()})
             await b.send(type="candidate", to=a.peer, candidate={"candidate": f"c{k}", "t": time.perf_counter()})
+            await asyncio.sleep(gather_interval)
 
     t1 = time.perf_counter()
     await asyncio.gather(*(negotiate(a, b) for a, b in pairs))
@@ -187,6 +200,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rooms", type=int, default=500)
     ap.add_argument("--candidates", type=int, default=10)
+    ap.add_argument("--spread", type=float, default=2.0, help="seconds over which the rooms start negotiating")
+    ap.add_argument("--gather-interval", type=float, default=0.01, help="seconds between a peer's candidates")
     ap.add_argument("--postgres", help="a PostgreSQL URL instead of SQLite")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,11 +212,13 @@ def main() -> None:
             url = args.postgres or f"sqlite+aiosqlite:///{(data / 'huizhen.db').resolve()}"
             rooms = asyncio.run(seed(data, url, args.rooms))
             tokens = TokenService(load_or_create_signing_key(data))
-            result = asyncio.run(run(f"http://{HOST}:{port}", tokens, rooms, args.candidates))
+            result = asyncio.run(run(f"http://{HOST}:{port}", tokens, rooms, args.candidates, args.spread,
+                                     args.gather_interval))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     result.update(database="postgresql" if args.postgres else "sqlite", cpus=os.cpu_count(),
+                  spread_seconds=args.spread, gather_interval_seconds=args.gather_interval,
                   note="one instance; client and server share this machine's CPUs")
     print(json.dumps(result, indent=2))
 
