@@ -17,15 +17,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from huizhen.adapters import bitrate
+from huizhen.adapters.call_page import call_page, call_script
 from huizhen.adapters.netcheck import NetChecks
 from huizhen.adapters.signaling_access import OPEN, authorize_join
 from huizhen.adapters.signaling_protocol import (
@@ -52,16 +50,6 @@ if TYPE_CHECKING:
     from huizhen.app import Services
 
 log = logging.getLogger(__name__)
-
-_PAGE_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "connect-src 'self'; media-src 'self' blob: mediastream:; img-src 'self' data:"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-}
 
 
 class SignalingHub:
@@ -97,19 +85,6 @@ class SignalingHub:
 
     async def endpoint(self, ws: WebSocket) -> None:
         await Session(self, ws).run()
-
-
-async def call_page(_: Request) -> Response:
-    """Static: the page reads the consultation id from its own path and the token from its fragment."""
-    return Response(_asset("call.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
-
-
-async def call_script(_: Request) -> Response:
-    return Response(_asset("call.js"), media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS)
-
-
-def _asset(name: str) -> bytes:
-    return resources.files("huizhen.adapters").joinpath("static", name).read_bytes()
 
 
 class _Bucket:
