@@ -30,6 +30,7 @@ from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
 from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
+from huizhen.adapters.signaling import SignalingHub
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
 from huizhen.integration.casebook import CaseArchiver, chain
@@ -201,9 +202,12 @@ def build_app(services: Services) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
+    signaling = SignalingHub(services)  # /signaling authenticates on the socket itself (first-message token)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
+        async with signaling.running():
+            yield
         await services.close()
 
     gql = BearerAuth(
@@ -219,6 +223,7 @@ def build_app(services: Services) -> Starlette:
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
             *ops_routes(services),
+            *signaling.routes(),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

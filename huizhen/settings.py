@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from huizhen.integration.errors import ConfigurationError
 from huizhen.integration.model import Urgency
@@ -272,6 +272,46 @@ class Settings(BaseModel):
     metrics_token: str | None = None  # set: /metrics wants "Bearer <this>"; none: an integration_admin token
     log_patient_data: bool = False  # patient data (``phi_*`` log fields) in the logs; off by default
     mappings_poll_seconds: float = Field(default=2.0, ge=0)  # re-read config/mappings/*.csv on change; 0: never
+
+    # WebRTC signaling at /signaling (huizhen/adapters/signaling.py)
+    signaling_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # larger: error, socket closed (1009)
+    signaling_messages_per_second: float = Field(default=50.0, gt=0)  # per socket, token bucket
+    signaling_burst: int = Field(default=100, ge=1)
+    signaling_auth_timeout_seconds: float = Field(default=10.0, gt=0)  # for the first-message token
+    signaling_presence_wait_ms: int = Field(default=150, ge=0)  # with a broker: wait for other instances' peers
+    ice_stun_urls: str | None = None  # stun:host:port[,…]
+    turn_urls: str | None = None  # turn:host:3478?transport=udp[,…]; needs turn_secret
+    # the coturn static-auth-secret, from HUIZHEN_TURN_SECRET; never in the repository
+    turn_secret: str | None = Field(default=None, validate_default=True)
+    turn_ttl_seconds: int = Field(default=43200, gt=0)
+    # adaptive bitrate policy (huizhen/adapters/bitrate.py); the ladder best first
+    bitrate_ladder: str = "1280x720@30:1500,960x540@30:1000,640x360@25:600,480x270@20:350,320x240@15:180"
+    bitrate_start_rung: int = Field(default=2, ge=0)
+    bitrate_loss_down_pct: float = Field(default=5.0, gt=0)
+    bitrate_loss_severe_pct: float = Field(default=15.0, gt=0)
+    bitrate_rtt_down_ms: float = Field(default=400.0, gt=0)
+    bitrate_good_loss_pct: float = Field(default=2.0, ge=0)
+    bitrate_good_rtt_ms: float = Field(default=250.0, gt=0)
+    bitrate_up_after: int = Field(default=5, ge=1)  # consecutive good reports before one step up
+    # pre-call network check (huizhen/adapters/netcheck.py)
+    netcheck_seconds: float = Field(default=6.0, gt=0)  # how long the echo is measured
+    netcheck_timeout_seconds: float = Field(default=30.0, gt=0)  # the whole test, negotiation included
+    netcheck_max_concurrent: int = Field(default=4, ge=1)
+
+    @field_validator("bitrate_ladder")
+    @classmethod
+    def _ladder(cls, v: str) -> str:
+        from huizhen.adapters.bitrate import parse_ladder  # the one parser of the ladder
+
+        parse_ladder(v)
+        return v
+
+    @field_validator("turn_secret")
+    @classmethod
+    def _turn_needs_secret(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("turn_urls") and not v:
+            raise ValueError("turn_urls is set: the TURN REST shared secret is required")
+        return v or None
 
     @field_validator("dicom_move_destinations")
     @classmethod

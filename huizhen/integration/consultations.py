@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
 from huizhen.integration import workflow
-from huizhen.integration.errors import BadInput, NotFound
+from huizhen.integration.errors import BadInput, Conflict, NotFound
 from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import (
     Actor,
     AuditEvent,
     Consultation,
+    ConsultationStatus,
     TimelineEvent,
     Urgency,
 )
@@ -26,6 +27,7 @@ from huizhen.integration.teaching import LEARNING_POINTS
 from huizhen.integration.workflow import Transition
 
 TOPIC = "consultation"
+_NOTE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,39 @@ class ConsultationService:
     async def cancel(self, cid: str, actor: Actor, reason: str) -> Consultation:
         return await self._transition(cid, Transition.CANCEL, actor, detail=reason)
 
+    async def note(
+        self, cid: str, actor: Actor, event_type: str, detail: str | None = None, *, start: bool = False,
+    ) -> Consultation:
+        """Append a timeline event that is no transition (a call join or leave, a network check).
+
+        With ``start``, an ASSIGNED consultation first moves to IN_PROGRESS in the same
+        transaction (the expert's first join of the call). A concurrent update is retried.
+        """
+        for attempt in range(_NOTE_ATTEMPTS):
+            at = self.clock()
+            events: list[TimelineEvent] = []
+            try:
+                async with self.store.write() as repo:
+                    c = await repo.consultations.get(cid)
+                    if c is None:
+                        raise NotFound("Consultation", cid)
+                    if start and c.status is ConsultationStatus.ASSIGNED:
+                        events.append(workflow.apply(c, Transition.START, at=at, actor=actor.id))
+                        await self._audit(repo, actor, Transition.START.value, c, at)
+                    event = TimelineEvent(at=at, type=event_type, actor=actor.id, detail=detail)
+                    c.timeline.append(event)
+                    events.append(event)
+                    await repo.consultations.save(c)
+                    await self._audit(repo, actor, event_type.lower(), c, at)
+            except Conflict:
+                if attempt == _NOTE_ATTEMPTS - 1:
+                    raise
+                continue
+            for e in events:
+                await self.publish(c, e)
+            return c
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _transition(
         self, cid: str, transition: Transition, actor: Actor, *, detail: str | None = None,
         expert_id: str | None = None, diagnosis: str | None = None, treatment_plan: str | None = None,
@@ -158,20 +193,6 @@ class ConsultationService:
             c.timeline.append(event)
             await repo.consultations.save(c)
             await self._audit(repo, actor, "symptoms", c, at)
-        await self.publish(c, event)
-        return c
-
-    async def note(self, cid: str, kind: str, actor: Actor, detail: str | None = None) -> Consultation:
-        """Append a timeline event that is not a transition (an escalation, a call joined, priors fetched)."""
-        at = self.clock()
-        async with self.store.write() as repo:
-            c = await repo.consultations.get(cid)
-            if c is None:
-                raise NotFound("Consultation", cid)
-            event = TimelineEvent(at=at, type=kind, actor=actor.id, detail=detail)
-            c.timeline.append(event)
-            await repo.consultations.save(c)
-            await self._audit(repo, actor, kind.lower(), c, at)
         await self.publish(c, event)
         return c
 

@@ -37,6 +37,10 @@ class TimelineType(enum.StrEnum):
     STARTED = "STARTED"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
+    # not transitions: the video call and its pre-call network check (huizhen/adapters/signaling.py)
+    CALL_JOINED = "CALL_JOINED"
+    CALL_LEFT = "CALL_LEFT"
+    NETWORK_CHECK = "NETWORK_CHECK"
 
 
 # transition -> (states it may start from, state it leads to, timeline type)

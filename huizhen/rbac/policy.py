@@ -32,13 +32,13 @@ ROLES: Final = frozenset(
 OBJECTS: Final = frozenset(
     {
         "patient", "consultation", "observation", "study", "directory", "message", "channel", "policy", "audit",
-        "case", "stats",
+        "case", "stats", "call",
     }
 )
 ACTIONS: Final = frozenset(
     {
         "read", "write", "request", "submit", "assign", "decline", "start", "complete", "cancel", "reprocess", "raw",
-        "*",
+        "join", "observe", "*",
     }
 )
 _NAME = re.compile(r"^[\w.:@\-]{1,200}$")  # letters of any script (张医生), no quotes or spaces
