@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from huizhen import __version__
+from huizhen.adapters.dicomweb import DicomWeb
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
 from huizhen.adapters.fhir_codec import FhirCodec
 from huizhen.adapters.fhir_write import FhirWriter
@@ -27,6 +28,7 @@ from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
 from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
+from huizhen.adapters.objects import ObjectStore
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
@@ -153,6 +155,7 @@ def build_app(services: Services) -> Starlette:
         allow_ide_page=services.settings.graphiql_enabled,
     )
     fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens))
+    dicomweb = DicomWeb(services.store, ObjectStore(services.settings.data_dir / "dicom"), tz=services.settings.tz)
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -160,6 +163,7 @@ def build_app(services: Services) -> Starlette:
             Route("/graphql", gql),
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
+            Mount("/dicomweb", app=BearerAuth(dicomweb.app(), services.tokens)),
         ],
         lifespan=lifespan,
     )
