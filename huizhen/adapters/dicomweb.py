@@ -26,10 +26,11 @@ import asyncio
 import io
 import json
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 
 from pydicom import dcmread
+from pydicom.dataelem import DataElement
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -180,8 +181,7 @@ class DicomWeb:
         out = []
         for item in found:
             ds = dcmread(io.BytesIO(self.objects.read(item.object_key)), stop_before_pixels=True)
-            uri = f"instances/{item.sop_instance_uid}"  # bulk data is not served separately: the instance holds it
-            out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _e, u=uri: u))
+            out.append(ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=_bulk_uri(item)))
         return out
 
     # row-level visibility and audit
@@ -221,6 +221,15 @@ class DicomWeb:
                     outcome="success", entity_type="ImagingStudy", detail=f"{what}: {count}", source="dicomweb",
                 )
             )
+
+
+def _bulk_uri(item: StoredInstance) -> Callable[[DataElement], str]:
+    """Large binary values are not inlined; the instance itself holds them."""
+
+    def uri(_: DataElement) -> str:
+        return f"instances/{item.sop_instance_uid}"
+
+    return uri
 
 
 def _accepts(request: Request, offered: tuple[str, ...]) -> str:
