@@ -7,8 +7,10 @@ from typing import Any
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.imaging import ImagingMutation
 from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.types import (
@@ -213,7 +215,7 @@ class _Schema(strawberry.Schema):
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
         query=Query,
-        mutation=Mutation,
+        mutation=merge_types("Mutation", (Mutation, ImagingMutation)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,9 +35,10 @@ from sqlalchemy.exc import IntegrityError
 
 from huizhen.integration.consultations import consultation_event
 from huizhen.integration.engine import MESSAGE_TOPIC
-from huizhen.integration.errors import Conflict
+from huizhen.integration.errors import Conflict, NotFound
 from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import (
+    Consultation,
     EntityRef,
     Identifier,
     ImagingInstance,
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "dicom"
 STUDY_TOPIC = "study"
 STUDY_RECEIVED = "STUDY_RECEIVED"  # consultation timeline event type
+PRIORS_REQUESTED = "PRIORS_REQUESTED"  # prior studies asked of the facility's PACS
+PRIORS_RETRIEVED = "PRIORS_RETRIEVED"  # … and every one found was retrieved
+PRIORS_FAILED = "PRIORS_FAILED"  # … and the PACS could not be asked, or some studies did not come
 _ATTEMPTS = 3  # concurrent first instances of one new patient or study: the loser retries
 _KNOWN_SERIES = 4096  # series whose rows are committed: their next instances skip two statements
 
@@ -207,6 +211,34 @@ class ImagingIndexer:
         await repo.consultations.save(c)
         events.append(consultation_event(c, event))
         return c.id
+
+
+async def note_on_consultation(
+    store: Store, bus: EventBus, consultation_id: str, type: str, actor: str, detail: str, *,
+    attach: Sequence[str] = (), at: datetime | None = None,
+) -> Consultation:
+    """Append a timeline event (and attach the studies ``attach`` names that no consultation holds yet)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with store.write() as repo:
+                c = await repo.consultations.get(consultation_id)
+                if c is None:
+                    raise NotFound("Consultation", consultation_id)
+                for uid in attach:
+                    ref = await repo.imaging.study_ref(uid)
+                    if ref is not None and ref.consultation_id is None and ref.id not in c.study_ids:
+                        await repo.imaging.link_consultation(ref.id, c.id)
+                        c.study_ids.append(ref.id)
+                event = TimelineEvent(at=at or datetime.now(UTC), type=type, actor=actor, detail=detail)
+                c.timeline.append(event)
+                await repo.consultations.save(c)
+        except Conflict:  # the consultation changed meanwhile (a study arrived, a transition): read it again
+            if attempt == _ATTEMPTS:
+                raise
+            continue
+        await bus.publish(consultation_event(c, event))
+        return c
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 async def _find_patient(repo: Repository, identifiers: list[Identifier]) -> Patient | None:
