@@ -12,9 +12,10 @@ transaction then:
 2. adds the series and the instance (one row per distinct content: a repeat
    of the same bytes is a DUPLICATE, other bytes under the same SOP Instance
    UID are kept and flagged as a conflict);
-3. attaches a new study to the consultation whose source order is
-   (facility code, AccessionNumber) — the system HL7 gives an order number
-   sent without a namespace — and appends a STUDY_RECEIVED timeline event;
+3. attaches a new study to the consultation whose source order is its
+   (facility code, AccessionNumber), its StudyInstanceUID under the facility
+   or under ``urn:dicom:uid`` (see :func:`_order_keys`), and appends a
+   STUDY_RECEIVED timeline event;
 4. journals the C-STORE as a Message (a JSON summary, never the pixel data).
 
 Events (``study`` RECEIVED, ``message``, ``consultation``) are published only
@@ -62,6 +63,7 @@ STUDY_RECEIVED = "STUDY_RECEIVED"  # consultation timeline event type
 PRIORS_REQUESTED = "PRIORS_REQUESTED"  # prior studies asked of the facility's PACS
 PRIORS_RETRIEVED = "PRIORS_RETRIEVED"  # … and every one found was retrieved
 PRIORS_FAILED = "PRIORS_FAILED"  # … and the PACS could not be asked, or some studies did not come
+DICOM_UID_SYSTEM = "urn:dicom:uid"  # the identifier system of DICOM UIDs (FHIR ImagingStudy, ServiceRequest)
 _ATTEMPTS = 3  # concurrent first instances of one new patient or study: the loser retries
 _KNOWN_SERIES = 4096  # series whose rows are committed: their next instances skip two statements
 
@@ -194,10 +196,11 @@ class ImagingIndexer:
     async def _attach_to_consultation(
         self, repo: Repository, item: ReceivedInstance, ref: StudyRef, events: list[Event]
     ) -> str | None:
-        accession = item.study.accession_number
-        if not (accession and item.facility_code):
-            return None
-        c = await repo.consultations.by_source_order(Identifier(item.facility_code, accession))
+        c = None
+        for order in _order_keys(item):
+            c = await repo.consultations.by_source_order(order)
+            if c is not None:
+                break
         if c is None:
             return None
         await repo.imaging.link_consultation(ref.id, c.id)
@@ -239,6 +242,23 @@ async def note_on_consultation(
         await bus.publish(consultation_event(c, event))
         return c
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _order_keys(item: ReceivedInstance) -> list[Identifier]:
+    """The source orders a new study may belong to, most specific first.
+
+    A facility's HIS may place the order under the accession number the
+    modality then writes (the system is the facility code, as HL7 gives an
+    order number sent without a namespace) or under the Study Instance UID it
+    requested (an IHE ZDS-1 / a ServiceRequest identifier ``urn:dicom:uid``).
+    """
+    study_uid = item.study.study_instance_uid
+    keys = [Identifier(DICOM_UID_SYSTEM, study_uid), Identifier(DICOM_UID_SYSTEM, f"urn:oid:{study_uid}")]
+    if item.facility_code:
+        if item.study.accession_number:
+            keys.insert(0, Identifier(item.facility_code, item.study.accession_number))
+        keys.append(Identifier(item.facility_code, study_uid))
+    return keys
 
 
 async def _find_patient(repo: Repository, identifiers: list[Identifier]) -> Patient | None:
