@@ -138,8 +138,9 @@ class ImagingIndexer:
         return msg
 
     async def _index_once(self, item: ReceivedInstance) -> tuple[Indexed, list[Event]]:
-        async with self.store.write() as repo:
-            indexed, events, ref = await self._apply(repo, item)
+        # group commit: the instances of every association arriving meanwhile share one transaction
+        # and one commit (fsync); this one's answer still waits for that commit
+        indexed, events, ref = await self.store.batched(lambda repo: self._apply(repo, item))
         self._remember(item.series.series_instance_uid, ref)
         return indexed, events
 
