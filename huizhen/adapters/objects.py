@@ -94,10 +94,15 @@ class ObjectStore:
         self.root = Path(root)
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
 
-    def put(self, sop_instance_uid: str, data: bytes) -> StoredObject:
+    def address(self, sop_instance_uid: str, data: bytes) -> tuple[str, str]:
+        """The key :meth:`put` stores these bytes under, and their SHA-256, without writing."""
+        digest = hashlib.sha256(data).hexdigest()
+        return self._key(self._directory(sop_instance_uid) / f"{digest}{_SUFFIX}"), digest
+
+    def put(self, sop_instance_uid: str, data: bytes, *, digest: str | None = None) -> StoredObject:
         """Store one instance's encoded bytes; see the module docstring for the guarantees."""
         directory = self._directory(sop_instance_uid)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = digest or hashlib.sha256(data).hexdigest()
         target = directory / f"{digest}{_SUFFIX}"
         with self._lock(sop_instance_uid):
             created = not target.exists()
