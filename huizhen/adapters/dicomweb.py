@@ -11,7 +11,9 @@ FHIR (``huizhen/app.py``):
   ``multipart/related; type="application/dicom"``, the objects as stored
   (their own transfer syntax, as ``transfer-syntax=*`` asks);
   ``…/metadata``: the headers as ``application/dicom+json`` (bulk data left
-  out); ``…/instances/{instance}/rendered`` and ``…/frames/{n}/rendered``:
+  out); ``…/instances/{instance}/frames/{1,2,…}``: the frames as stored
+  (``application/octet-stream``, with ``transfer-syntax`` when compressed);
+  ``…/instances/{instance}/rendered`` and ``…/frames/{n}/rendered``:
   ``image/jpeg`` or ``image/png`` (406 when the pixels cannot be decoded here).
 
 A viewer sees a study when the row-level rules (:mod:`huizhen.rbac.rows`) let
@@ -46,7 +48,7 @@ from huizhen.integration.store import Store
 from huizhen.mappings.dicom_find import find_response
 from huizhen.mappings.dicom_qido import qido_query
 from huizhen.mappings.dicom_query import FindQuery, QueryLevel
-from huizhen.mappings.dicom_render import MEDIA_TYPES, NotRenderable, render_frame
+from huizhen.mappings.dicom_render import MEDIA_TYPES, NotRenderable, frame_bytes, render_frame
 from huizhen.rbac.identity import Principal
 from huizhen.rbac.rows import PLATFORM, Scope
 
@@ -79,6 +81,7 @@ class DicomWeb:
             Route(f"{s}/metadata", self.metadata),
             Route(f"{se}/metadata", self.metadata),
             Route(i + "/{instance}/metadata", self.metadata),
+            Route(i + "/{instance}/frames/{frames}", self.frames),
             Route(i + "/{instance}/rendered", self.rendered),
             Route(i + "/{instance}/frames/{frame:int}/rendered", self.rendered),
         ])
@@ -125,14 +128,8 @@ class DicomWeb:
     async def _retrieve(self, request: Request) -> Response:
         _accepts(request, ("multipart/related", "application/dicom"))
         found = await self._instances(request, "WADO-RS retrieve")
-        boundary = secrets.token_hex(16)
         parts = await asyncio.to_thread(self._read_all, found)
-        body = b"".join(
-            b"--%s\r\nContent-Type: application/dicom\r\nContent-Length: %d\r\n\r\n%s\r\n"
-            % (boundary.encode(), len(data), data)
-            for data in parts
-        ) + b"--%s--\r\n" % boundary.encode()
-        return Response(body, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+        return _multipart(parts, "application/dicom", "application/dicom")
 
     async def metadata(self, request: Request) -> Response:
         return await _answer(self._metadata(request))
@@ -142,6 +139,24 @@ class DicomWeb:
         found = await self._instances(request, "WADO-RS metadata")
         headers = await asyncio.to_thread(self._headers, found)
         return Response(json.dumps(headers, ensure_ascii=False).encode(), media_type=DICOM_JSON)
+
+    async def frames(self, request: Request) -> Response:
+        return await _answer(self._frames(request))
+
+    async def _frames(self, request: Request) -> Response:
+        _accepts(request, ("multipart/related",))
+        try:
+            wanted = [int(n) for n in request.path_params["frames"].split(",")]
+        except ValueError as exc:
+            raise BadInput("frames must be a comma-separated list of frame numbers") from exc
+        [item] = await self._instances(request, "WADO-RS frames")
+        data = await asyncio.to_thread(self.objects.read, item.object_key)
+        frames, syntax = await asyncio.to_thread(frame_bytes, data, wanted)
+        asked = _requested_syntax(request.headers.get("accept", ""))
+        if asked not in (None, "*", syntax or "1.2.840.10008.1.2.1"):
+            raise NotAcceptable(f"frames are served as stored ({syntax or 'uncompressed'}), not as {asked}")
+        part_type = "application/octet-stream" + (f"; transfer-syntax={syntax}" if syntax else "")
+        return _multipart(frames, part_type, "application/octet-stream")
 
     async def rendered(self, request: Request) -> Response:
         return await _answer(self._rendered(request))
@@ -230,6 +245,23 @@ def _bulk_uri(item: StoredInstance) -> Callable[[DataElement], str]:
         return f"instances/{item.sop_instance_uid}"
 
     return uri
+
+
+def _multipart(parts: Sequence[bytes], part_type: str, root_type: str) -> Response:
+    boundary = secrets.token_hex(16).encode()
+    head = b"--%s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+    body = b"".join(head % (boundary, part_type.encode(), len(p)) + p + b"\r\n" for p in parts)
+    body += b"--%s--\r\n" % boundary
+    return Response(body, media_type=f'multipart/related; type="{root_type}"; boundary={boundary.decode()}')
+
+
+def _requested_syntax(accept: str) -> str | None:
+    """The ``transfer-syntax`` parameter of an Accept header, if it names one."""
+    for param in accept.replace(",", ";").split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "transfer-syntax":
+            return value.strip().strip('"')
+    return None
 
 
 def _accepts(request: Request, offered: tuple[str, ...]) -> str:

@@ -61,3 +61,35 @@ def render_frame(data: bytes, frame: int, media_type: str, *, quality: int = 90)
     out = io.BytesIO()
     image.save(out, format=MEDIA_TYPES[media_type], **({"quality": quality} if media_type == "image/jpeg" else {}))
     return out.getvalue()
+
+
+def frame_bytes(data: bytes, frames: list[int]) -> tuple[list[bytes], str | None]:
+    """Frames (1-based) of the Part-10 ``data`` as stored (WADO-RS frames, PS3.18 9.4.1.2).
+
+    Native pixel data is cut into frames; encapsulated pixel data gives each
+    frame's compressed bitstream. Returns the frames and the transfer syntax
+    they are encoded in (None for native: ``application/octet-stream``).
+    """
+    from pydicom.encaps import generate_frames
+
+    try:
+        ds = dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
+        raise NotRenderable("the stored object is not readable DICOM") from exc
+    if "PixelData" not in ds:
+        raise NotRenderable(f"{ds.get('SOPClassUID', 'this instance')!s} has no pixel data")
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    bad = [n for n in frames if not 1 <= n <= count]
+    if bad or not frames:
+        raise BadInput(f"frame(s) {bad or frames} out of range: the instance has {count} frame(s)")
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_encapsulated:
+        every = list(generate_frames(ds.PixelData, number_of_frames=count))
+        return [every[n - 1] for n in frames], str(syntax)
+    if not syntax.is_little_endian or int(ds.BitsAllocated) % 8:  # deflate: inflated by dcmread
+        raise NotRenderable(f"frames of {syntax.name} pixel data are not served; retrieve the instance")
+    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
+    pixels = bytes(ds.PixelData)
+    if len(pixels) < size * count:
+        raise NotRenderable("the pixel data is shorter than its frames")
+    return [pixels[(n - 1) * size : n * size] for n in frames], None

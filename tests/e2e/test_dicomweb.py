@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import io
@@ -46,6 +47,14 @@ def _get(instance: Instance, token: str | None, path: str, **kw: object) -> http
     return httpx.get(instance.base + "/dicomweb" + path, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
 
+def _parts(r: httpx.Response) -> list[email.message.EmailMessage]:
+    assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/related"), r.text[:300]
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + r.headers["content-type"].encode() + b"\r\n\r\n" + r.content
+    )
+    return list(message.iter_parts())  # type: ignore[attr-defined]
+
+
 def _value(item: dict, tag: str) -> object:  # type: ignore[type-arg]
     return item[tag].get("Value", [None])[0]
 
@@ -80,10 +89,7 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
     path = f"/studies/{CT_STUDY}/series/{series_uid}/instances/{sop_uid}"
     r = _get(instance, token, path, headers={"Accept": 'multipart/related; type="application/dicom"'})
     assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/related")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + r.headers["content-type"].encode() + b"\r\n\r\n" + r.content
-    )
-    [part] = list(message.iter_parts())
+    [part] = _parts(r)
     assert part.get_content_type() == "application/dicom"
     got, sent = dcmread(io.BytesIO(part.get_payload(decode=True))), dcmread(corpus("CT_small.dcm"))
     assert got.SOPInstanceUID == sent.SOPInstanceUID and got.PixelData == sent.PixelData
@@ -99,11 +105,23 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
     assert _get(instance, token, path + "/frames/2/rendered").status_code == 400
     assert _get(instance, token, path + "/rendered", headers={"Accept": "image/gif"}).status_code == 406
 
+    # frames as stored, the way OHIF's wadors loader asks for them
+    wadors = {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}
+    [frame] = _parts(_get(instance, token, path + "/frames/1", headers=wadors))
+    assert frame.get_content_type() == "application/octet-stream"
+    assert frame.get_payload(decode=True) == dcmread(corpus("CT_small.dcm")).PixelData  # 128 x 128 x 16 bits
+
     # pixel data this server cannot decode (JPEG lossless) and an object without pixels: a clear 406
     [nm] = _get(instance, token, f"/studies/{NM_STUDY}/instances").json()
-    nm_path = f"/studies/{NM_STUDY}/series/{_value(nm, '0020000E')}/instances/{_value(nm, '00080018')}/rendered"
-    refused = _get(instance, token, nm_path)
+    nm_base = f"/studies/{NM_STUDY}/series/{_value(nm, '0020000E')}/instances/{_value(nm, '00080018')}"
+    refused = _get(instance, token, nm_base + "/rendered")
     assert refused.status_code == 406 and "cannot be decoded" in refused.json()["error"]["message"]
+    [compressed] = _parts(_get(instance, token, nm_base + "/frames/1", headers=wadors))  # but served as stored
+    assert compressed.get_content_type() == "application/octet-stream"
+    assert compressed.get_param("transfer-syntax") == "1.2.840.10008.1.2.4.70"  # JPEG lossless
+    other = {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'}
+    assert _get(instance, token, nm_base + "/frames/1", headers=other).status_code == 406
+    assert _get(instance, token, nm_base + "/frames/1,x", headers=wadors).status_code == 400
 
     assert _get(instance, token, "/studies/1.2.3.4/metadata").status_code == 404
     # an expert with no consultation sees no study at all

@@ -10,7 +10,7 @@ from PIL import Image
 from huizhen.integration.errors import BadInput
 from huizhen.mappings.dicom_qido import MAX_LIMIT, qido_query
 from huizhen.mappings.dicom_query import FindQuery, MatchKind, QueryLevel
-from huizhen.mappings.dicom_render import NotRenderable, render_frame
+from huizhen.mappings.dicom_render import NotRenderable, frame_bytes, render_frame
 from tests.unit.dicom.conftest import corpus_bytes
 
 
@@ -63,3 +63,18 @@ def test_frame_out_of_range_and_unknown_media_type() -> None:
         render_frame(corpus_bytes("CT_small.dcm"), 2, "image/png")
     with pytest.raises(NotRenderable, match="image/gif"):
         render_frame(corpus_bytes("CT_small.dcm"), 1, "image/gif")
+
+
+def test_frames_are_served_as_stored() -> None:
+    [native], syntax = frame_bytes(corpus_bytes("MR_small.dcm"), [1])
+    assert syntax is None and len(native) == 64 * 64 * 2
+    [rle], syntax = frame_bytes(corpus_bytes("MR_small_RLE.dcm"), [1])
+    assert syntax == "1.2.840.10008.1.2.5" and rle != native
+    [inflated], _ = frame_bytes(corpus_bytes("image_dfl.dcm"), [1])  # deflate is a dataset encoding only
+    assert inflated
+    with pytest.raises(BadInput, match="out of range"):
+        frame_bytes(corpus_bytes("MR_small.dcm"), [1, 2])
+    with pytest.raises(NotRenderable, match="Big Endian"):
+        frame_bytes(corpus_bytes("MR_small_bigendian.dcm"), [1])
+    with pytest.raises(NotRenderable, match="no pixel data"):
+        frame_bytes(corpus_bytes("rtplan.dcm"), [1])
