@@ -50,6 +50,8 @@ CT = ROOT.parent / "shared" / "corpus" / "dicom" / "CT_small.dcm"
 def write_copies(count: int, associations: int, folder: Path) -> tuple[list[Path], str]:
     """``count`` copies in ``associations`` sub-folders (one per storescu); returns them and the study UID."""
     ds = dcmread(CT)
+    # a study and series of this run alone: a reused database (--database-url) holds earlier runs
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     dirs = [folder / f"a{n}" for n in range(associations)]
     for d in dirs:
         d.mkdir(parents=True)

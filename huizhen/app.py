@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from huizhen import __version__
+from huizhen.adapters.dicomweb import DicomWeb
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
 from huizhen.adapters.fhir_codec import FhirCodec
 from huizhen.adapters.fhir_write import FhirWriter
@@ -30,6 +31,7 @@ from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
 from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
+from huizhen.adapters.objects import ObjectStore
 from huizhen.adapters.signaling import SignalingHub
 from huizhen.graphql.app import graphql_app
 from huizhen.integration import migrate
@@ -215,6 +217,10 @@ def build_app(services: Services) -> Starlette:
         allow_ide_page=services.settings.graphiql_enabled, on_failure=services.login_failed,
     )
     fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens, on_failure=services.login_failed))
+    dicomweb = DicomWeb(
+        services.store, ObjectStore(services.settings.data_dir / "dicom"), tz=services.settings.tz,
+        authorizer=services.authorizer,
+    )
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -224,6 +230,7 @@ def build_app(services: Services) -> Starlette:
             Mount("/fhir", app=fhir),
             *ops_routes(services),
             *signaling.routes(),
+            Mount("/dicomweb", app=BearerAuth(dicomweb.app(), services.tokens, on_failure=services.login_failed)),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,

@@ -313,6 +313,33 @@ def audit_export(ctx: click.Context, file: Path) -> None:
     click.echo(f"exported {n} audit event(s) to {file}", err=True)
 
 
+@main.group()
+def dicom() -> None:
+    """DICOM objects in the data folder."""
+
+
+@dicom.command("export")
+@click.argument("study_uid")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--deidentify", is_flag=True, help="PS3.15 basic profile: pseudonym, shifted dates, remapped UIDs.")
+@click.pass_context
+def dicom_export(ctx: click.Context, study_uid: str, directory: Path, deidentify: bool) -> None:
+    """Write a stored study's instances to DIRECTORY as Part-10 files."""
+    from huizhen.adapters.dicom_export import export_from_settings
+    from huizhen.integration.errors import NotFound
+
+    try:
+        result = asyncio.run(export_from_settings(_settings(ctx), study_uid, directory, deidentify=deidentify))
+    except NotFound as exc:
+        click.echo(f"huizhen: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"exported {len(result.files)} instance(s) of study {result.study_instance_uid} to {directory}")
+    if result.pseudonym:
+        click.echo(f"patient pseudonym {result.pseudonym}")
+    if result.burned_in:
+        click.echo(f"warning: {result.burned_in} instance(s) declare burned-in annotation; review the pixels", err=True)
+
+
 @main.command()
 def schema() -> None:
     """Print the GraphQL SDL."""

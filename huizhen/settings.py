@@ -59,6 +59,19 @@ def parse_pairs(value: str | None) -> dict[str, str]:
     return out
 
 
+def parse_pacs(value: str | None) -> dict[str, tuple[str, str, int]]:
+    """``FACILITY=AE@host:port,…`` as facility code -> (AE title, host, port); ValueError names the bad item."""
+    out: dict[str, tuple[str, str, int]] = {}
+    for item in filter(None, (value or "").split(",")):
+        facility, sep, rest = item.partition("=")
+        ae, at, address = rest.partition("@")
+        if not (sep and at and 0 < len(ae.strip()) <= 16):
+            raise ValueError(f"bad item {item.strip()!r}")
+        [(key, (host, port))] = parse_addresses(f"{facility}={address}").items()
+        out[key] = (ae.strip(), host, port)
+    return out
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -311,6 +324,21 @@ class Settings(BaseModel):
     def _turn_needs_secret(cls, v: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("turn_urls") and not v:
             raise ValueError("turn_urls is set: the TURN REST shared secret is required")
+        return v or None
+
+    # DICOM SCU (huizhen/adapters/dicom_qr.py): each facility's PACS, queried and retrieved from for prior studies
+    dicom_pacs: str | None = None  # FACILITY=AE@host:port[,FAC2=AE2@host:port]
+    dicom_pacs_timeout_seconds: float = Field(default=300.0, gt=0)  # one prior-studies retrieve, all studies
+
+    @field_validator("dicom_pacs")
+    @classmethod
+    def _pacs(cls, v: str | None) -> str | None:
+        try:
+            parse_pacs(v)
+        except ValueError:
+            raise ValueError(
+                "must be FACILITY=AE@host:port[,FAC2=AE2@host:port] with AE titles of 1-16 characters"
+            ) from None
         return v or None
 
     @field_validator("dicom_move_destinations")

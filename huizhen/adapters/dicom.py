@@ -19,6 +19,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,8 +121,9 @@ class DicomListener:
     async def stop(self) -> None:
         """Close the port and abort the associations still open."""
         if self._server is not None:
-            self._server = None
+            server, self._server = self._server, None
             # off the loop: association threads may be waiting on the loop to finish a store
+            await asyncio.to_thread(_let_refused_close, server)
             await asyncio.to_thread(self._ae.shutdown)
 
     def _application_entity(self) -> AE:
@@ -202,6 +204,16 @@ class DicomListener:
 
     def _on_get(self, event: DicomEvent) -> Iterator[Any]:
         yield from self._retrieve.get(event.identifier, self._peer(event), lambda: event.is_cancelled)
+
+
+def _let_refused_close(server: ThreadedAssociationServer, within: float = 2.0) -> None:
+    """Wait (bounded) for rejected associations to see their peer close: aborting one still in
+    Sta13 raises in pynetdicom's reactor thread (an invalid event for that state)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and any(
+        a.is_alive() and a.is_rejected for a in server.active_associations
+    ):
+        time.sleep(0.01)
 
 
 def _check_root(sop_class_uid: str, identifier: Any) -> None:

@@ -28,7 +28,14 @@ class LoopBridge:
 
     def call(self, coro: Coroutine[Any, Any, T], *, timeout: float) -> T:
         """Run ``coro`` on the loop from another thread; its exception is raised here."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return self.wait(self.submit(coro), timeout=timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop and return at once, so this thread can work meanwhile."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def wait(self, future: concurrent.futures.Future[T], *, timeout: float) -> T:
+        """The result of a :meth:`submit`; past ``timeout`` it is cancelled and :class:`BridgeTimeout` raised."""
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError as exc:

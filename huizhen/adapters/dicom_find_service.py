@@ -188,7 +188,7 @@ class QueryService:
         self, p: Plan, peer: Peer, what: str
     ) -> tuple[list[ImagingStudy], dict[str, Patient]]:
         async with self.store.read() as repo:
-            f = await _resolve_patients(repo, p)
+            f = await resolve_patients(repo, p)
             ids = await repo.imaging.find_study_ids(f, limit=_SCAN_LIMIT)
             studies: list[ImagingStudy] = []
             for start in range(0, len(ids), _CHUNK):
@@ -202,7 +202,7 @@ class QueryService:
 
     async def _stored(self, p: Plan, peer: Peer, what: str) -> list[StoredInstance]:
         async with self.store.read() as repo:
-            f = await _resolve_patients(repo, p)
+            f = await resolve_patients(repo, p)
             ids = await repo.imaging.find_study_ids(f, limit=_SCAN_LIMIT)
             found: list[StoredInstance] = []
             for start in range(0, len(ids), _CHUNK):
@@ -220,7 +220,7 @@ class QueryService:
             )
 
 
-async def _resolve_patients(repo: Repository, p: Plan) -> StudyFilter:
+async def resolve_patients(repo: Repository, p: Plan) -> StudyFilter:
     """The plan's filter with PatientID turned into patient ids (through the blind index)."""
     if p.patient is None:
         return p.filter

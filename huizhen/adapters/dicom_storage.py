@@ -2,10 +2,11 @@
 
 Runs in the association's thread. The order is what makes a Success mean
 "kept": the bytes as received (``event.encoded_dataset()``, never decoded
-and re-encoded) are checked by :func:`read_instance`, written atomically to
-the object store (fsync), then indexed in one committed transaction on the
-asyncio loop; only then is 0x0000 returned. Every failure becomes one status
-here:
+and re-encoded) are checked by :func:`read_instance`; then, at the same time,
+this thread writes them atomically to the object store (fsync) while the
+asyncio loop writes the index rows, which commit (group commit, shared with
+the other associations) only once the write has succeeded; only then is
+0x0000 returned. Every failure becomes one status here:
 
 * unreadable, truncated or UID-less dataset → 0xC000, nothing stored;
 * the disk refuses the write → 0xA700, nothing indexed, earlier objects intact;
@@ -18,6 +19,8 @@ Refusals are journaled as ERROR messages on the ``dicom`` channel.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
@@ -65,17 +68,23 @@ class StorageService:
             return self._refuse(peer, None, Status.CANNOT_UNDERSTAND, str(exc), at)
         uid = str(ds.SOPInstanceUID)
         try:
-            stored = self.objects.put(uid, data)
+            key, digest = self.objects.address(uid, data)
+            item = self._received(ds, StoredObject(key, uid, digest, len(data), created=True), peer, at)
         except InvalidObjectKey as exc:
             return self._refuse(peer, uid, Status.CANNOT_UNDERSTAND, str(exc), at)
-        except ObjectWriteError as exc:
-            return self._refuse(peer, uid, Status.OUT_OF_RESOURCES, f"object store: {exc}", at)
-        try:
-            item = self._received(ds, stored, peer, at)
         except (HuizhenError, ValueError) as exc:  # a header value the mapping cannot use
             return self._refuse(peer, uid, Status.CANNOT_UNDERSTAND, f"header: {exc}", at)
+        # the index runs on the loop while this thread writes the bytes; its commit waits for them
+        written: concurrent.futures.Future[StoredObject] = concurrent.futures.Future()
         try:
-            self.bridge.call(self.indexer.index(item), timeout=self.timeout)
+            indexing = self.bridge.submit(self.indexer.index(item, durable=_result(written)))
+            try:
+                written.set_result(self.objects.put(uid, data, digest=digest))
+            except ObjectWriteError as exc:
+                written.set_exception(exc)
+            self.bridge.wait(indexing, timeout=self.timeout)
+        except ObjectWriteError as exc:
+            return self._refuse(peer, uid, Status.OUT_OF_RESOURCES, f"object store: {exc}", at)
         except BridgeTimeout as exc:
             return self._refuse(peer, uid, Status.OUT_OF_RESOURCES, f"index: {exc}", at)
         except Exception as exc:  # the database failed: say so and keep serving
@@ -113,3 +122,8 @@ class StorageService:
         except Exception:  # the journal is best effort here: the answer matters more
             log.exception("C-STORE: could not journal the refusal")
         return status
+
+
+async def _result(future: concurrent.futures.Future[StoredObject]) -> StoredObject:
+    """A thread's future, awaited on the loop."""
+    return await asyncio.wrap_future(future)

@@ -94,16 +94,23 @@ class ObjectStore:
         self.root = Path(root)
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
 
-    def put(self, sop_instance_uid: str, data: bytes) -> StoredObject:
+    def address(self, sop_instance_uid: str, data: bytes) -> tuple[str, str]:
+        """The key :meth:`put` stores these bytes under, and their SHA-256, without writing."""
+        digest = hashlib.sha256(data).hexdigest()
+        return self._key(self._directory(sop_instance_uid) / f"{digest}{_SUFFIX}"), digest
+
+    def put(self, sop_instance_uid: str, data: bytes, *, digest: str | None = None) -> StoredObject:
         """Store one instance's encoded bytes; see the module docstring for the guarantees."""
         directory = self._directory(sop_instance_uid)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = digest or hashlib.sha256(data).hexdigest()
         target = directory / f"{digest}{_SUFFIX}"
         with self._lock(sop_instance_uid):
             created = not target.exists()
-            if created:
-                self._write(directory, target, data)
-            others = tuple(self._key(p) for p in sorted(directory.glob(f"*{_SUFFIX}")) if p.name != target.name)
+            new_directory = created and self._write(directory, target, data)
+            # a directory made for this instance holds nothing else: no listing (one per C-STORE) needed
+            others = () if new_directory else tuple(
+                self._key(p) for p in sorted(directory.glob(f"*{_SUFFIX}")) if p.name != target.name
+            )
         return StoredObject(
             key=self._key(target),
             sop_instance_uid=sop_instance_uid,
@@ -156,7 +163,8 @@ class ObjectStore:
             except OSError:
                 pass
 
-    def _write(self, directory: Path, target: Path, data: bytes) -> None:
+    def _write(self, directory: Path, target: Path, data: bytes) -> bool:
+        """Write ``target`` atomically and durably; whether its directory was created for it."""
         temp = directory / f".tmp-{uuid.uuid4().hex}"
         try:
             new_dirs = _make_dirs(directory)
@@ -171,6 +179,7 @@ class ObjectStore:
             os.replace(temp, target)
             for synced in {directory, *(d.parent for d in new_dirs)}:
                 _fsync_dir(synced)
+            return directory in new_dirs
         except OSError as exc:
             _discard(temp)
             raise ObjectWriteError(
@@ -197,7 +206,11 @@ def _bucket(sop_instance_uid: str) -> str:
 
 def _make_dirs(directory: Path) -> list[Path]:
     """Create missing directories; return the ones created (their parents need an fsync)."""
-    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    missing = []
+    for d in (directory, *directory.parents):
+        if d.is_dir():
+            break  # its ancestors exist too
+        missing.append(d)
     for d in reversed(missing):
         try:
             d.mkdir()

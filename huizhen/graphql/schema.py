@@ -21,6 +21,7 @@ from huizhen.graphql.guard import (
     wrote,
 )
 from huizhen.graphql.guard import sees_patient as visible_patient
+from huizhen.graphql.imaging import ImagingMutation
 from huizhen.graphql.instrumentation import OperationMetrics
 from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.operations import OperationsQuery
@@ -255,7 +256,7 @@ class _Schema(strawberry.Schema):
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
         query=merge_types("Query", (Query, AccessQuery, OperationsQuery)),
-        mutation=merge_types("Mutation", (Mutation, AccessMutation)),
+        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,

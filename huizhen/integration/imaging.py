@@ -12,9 +12,10 @@ transaction then:
 2. adds the series and the instance (one row per distinct content: a repeat
    of the same bytes is a DUPLICATE, other bytes under the same SOP Instance
    UID are kept and flagged as a conflict);
-3. attaches a new study to the consultation whose source order is
-   (facility code, AccessionNumber) — the system HL7 gives an order number
-   sent without a namespace — and appends a STUDY_RECEIVED timeline event;
+3. attaches a new study to the consultation whose source order is its
+   (facility code, AccessionNumber), its StudyInstanceUID under the facility
+   or under ``urn:dicom:uid`` (see :func:`_order_keys`), and appends a
+   STUDY_RECEIVED timeline event;
 4. journals the C-STORE as a Message (a JSON summary, never the pixel data).
 
 Events (``study`` RECEIVED, ``message``, ``consultation``) are published only
@@ -23,11 +24,12 @@ after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,10 +37,12 @@ from sqlalchemy.exc import IntegrityError
 
 from huizhen.integration.consultations import consultation_event
 from huizhen.integration.engine import MESSAGE_TOPIC
-from huizhen.integration.errors import Conflict
+from huizhen.integration.errors import Conflict, NotFound
 from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import (
+    Consultation,
     EntityRef,
+    Facility,
     Identifier,
     ImagingInstance,
     ImagingSeries,
@@ -58,6 +62,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "dicom"
 STUDY_TOPIC = "study"
 STUDY_RECEIVED = "STUDY_RECEIVED"  # consultation timeline event type
+PRIORS_REQUESTED = "PRIORS_REQUESTED"  # prior studies asked of the facility's PACS
+PRIORS_RETRIEVED = "PRIORS_RETRIEVED"  # … and every one found was retrieved
+PRIORS_FAILED = "PRIORS_FAILED"  # … and the PACS could not be asked, or some studies did not come
+DICOM_UID_SYSTEM = "urn:dicom:uid"  # the identifier system of DICOM UIDs (FHIR ImagingStudy, ServiceRequest)
 _ATTEMPTS = 3  # concurrent first instances of one new patient or study: the loser retries
 _KNOWN_SERIES = 4096  # series whose rows are committed: their next instances skip two statements
 
@@ -100,12 +108,21 @@ class ImagingIndexer:
         # series UID -> its study, for series already committed (rows are never deleted)
         self._known: OrderedDict[str, StudyRef] = OrderedDict()
 
-    async def index(self, item: ReceivedInstance) -> Indexed:
+    async def index(self, item: ReceivedInstance, *, durable: Awaitable[object] | None = None) -> Indexed:
+        """Index one instance in a committed transaction.
+
+        ``durable``, when given, is the write of the instance's bytes running meanwhile: the
+        rows are written alongside it and committed only once it has succeeded; if it fails,
+        its exception is raised here and nothing is indexed.
+        """
         if not item.study.series or len(item.study.series[0].instances) != 1:
             raise ValueError("a ReceivedInstance holds exactly one series with one instance")
+        written = asyncio.ensure_future(durable) if durable is not None else None
+        if written is not None:  # its failure is raised below, or moot when the index failed first
+            written.add_done_callback(lambda f: f.cancelled() or f.exception())
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                indexed, events = await self._index_once(item)
+                indexed, events = await self._index_once(item, written)
             except (IntegrityError, Conflict):
                 if attempt == _ATTEMPTS:
                     raise
@@ -131,9 +148,18 @@ class ImagingIndexer:
         await self.bus.publish(_message_event(msg))
         return msg
 
-    async def _index_once(self, item: ReceivedInstance) -> tuple[Indexed, list[Event]]:
-        async with self.store.write() as repo:
-            indexed, events, ref = await self._apply(repo, item)
+    async def _index_once(
+        self, item: ReceivedInstance, written: asyncio.Future[object] | None
+    ) -> tuple[Indexed, list[Event]]:
+        async def job(repo: Repository) -> tuple[Indexed, list[Event], StudyRef]:
+            result = await self._apply(repo, item)
+            if written is not None:
+                await asyncio.shield(written)  # the bytes are durable before the rows may commit
+            return result
+
+        # group commit: the instances of every association arriving meanwhile share one transaction
+        # and one commit (fsync); this one's answer still waits for that commit
+        indexed, events, ref = await self.store.batched(job)
         self._remember(item.series.series_instance_uid, ref)
         return indexed, events
 
@@ -174,6 +200,9 @@ class ImagingIndexer:
 
     async def _add_study(self, repo: Repository, item: ReceivedInstance) -> tuple[StudyRef, bool]:
         facility = await repo.directory.facility_by_code(item.facility_code) if item.facility_code else None
+        if facility is None and item.facility_code:
+            # a peer facility with no directory entry yet: registered by code, as the HL7 path does
+            facility = await repo.directory.save_facility(Facility(code=item.facility_code, name=item.facility_code))
         facility_id = facility.id if facility else None
         patient = await _find_patient(repo, item.patient.identifiers)
         if patient is None:
@@ -190,10 +219,11 @@ class ImagingIndexer:
     async def _attach_to_consultation(
         self, repo: Repository, item: ReceivedInstance, ref: StudyRef, events: list[Event]
     ) -> str | None:
-        accession = item.study.accession_number
-        if not (accession and item.facility_code):
-            return None
-        c = await repo.consultations.by_source_order(Identifier(item.facility_code, accession))
+        c = None
+        for order in _order_keys(item):
+            c = await repo.consultations.by_source_order(order)
+            if c is not None:
+                break
         if c is None:
             return None
         await repo.imaging.link_consultation(ref.id, c.id)
@@ -207,6 +237,51 @@ class ImagingIndexer:
         await repo.consultations.save(c)
         events.append(consultation_event(c, event))
         return c.id
+
+
+async def note_on_consultation(
+    store: Store, bus: EventBus, consultation_id: str, type: str, actor: str, detail: str, *,
+    attach: Sequence[str] = (), at: datetime | None = None,
+) -> Consultation:
+    """Append a timeline event (and attach the studies ``attach`` names that no consultation holds yet)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with store.write() as repo:
+                c = await repo.consultations.get(consultation_id)
+                if c is None:
+                    raise NotFound("Consultation", consultation_id)
+                for uid in attach:
+                    ref = await repo.imaging.study_ref(uid)
+                    if ref is not None and ref.consultation_id is None and ref.id not in c.study_ids:
+                        await repo.imaging.link_consultation(ref.id, c.id)
+                        c.study_ids.append(ref.id)
+                event = TimelineEvent(at=at or datetime.now(UTC), type=type, actor=actor, detail=detail)
+                c.timeline.append(event)
+                await repo.consultations.save(c)
+        except Conflict:  # the consultation changed meanwhile (a study arrived, a transition): read it again
+            if attempt == _ATTEMPTS:
+                raise
+            continue
+        await bus.publish(consultation_event(c, event))
+        return c
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _order_keys(item: ReceivedInstance) -> list[Identifier]:
+    """The source orders a new study may belong to, most specific first.
+
+    A facility's HIS may place the order under the accession number the
+    modality then writes (the system is the facility code, as HL7 gives an
+    order number sent without a namespace) or under the Study Instance UID it
+    requested (an IHE ZDS-1 / a ServiceRequest identifier ``urn:dicom:uid``).
+    """
+    study_uid = item.study.study_instance_uid
+    keys = [Identifier(DICOM_UID_SYSTEM, study_uid), Identifier(DICOM_UID_SYSTEM, f"urn:oid:{study_uid}")]
+    if item.facility_code:
+        if item.study.accession_number:
+            keys.insert(0, Identifier(item.facility_code, item.study.accession_number))
+        keys.append(Identifier(item.facility_code, study_uid))
+    return keys
 
 
 async def _find_patient(repo: Repository, identifiers: list[Identifier]) -> Patient | None:

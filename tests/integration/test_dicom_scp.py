@@ -233,6 +233,34 @@ async def test_study_with_matching_accession_attaches_to_the_consultation(scp: R
     assert topic.queue.get_nowait().type == STUDY_RECEIVED
 
 
+@pytest.mark.parametrize("order_system", [FACILITY, "urn:dicom:uid"])
+async def test_study_whose_uid_is_the_order_attaches_and_the_study_event_names_it(
+    scp: Running, tmp_path: Path, order_system: str
+) -> None:
+    ds = synthetic("Li^Lei", None, PatientID="M-10", AccessionNumber="NOT-AN-ORDER")
+    async with scp.store.write() as repo:
+        patient = await repo.patients.save(Patient(HumanName.of("李", ("雷",)), [Identifier(FACILITY, "M-10")]))
+        c = await repo.consultations.insert(
+            Consultation(
+                patient_id=patient.id, department="放射科", urgency=Urgency.ROUTINE, chief_complaint="头痛",
+                number=await repo.consultations.next_number("20250102"),
+                source_order=Identifier(order_system, str(ds.StudyInstanceUID)), created_at=datetime.now(UTC),
+            )
+        )
+    topic = scp.bus.subscribe("study")
+    assert await pynetdicom_store(scp.port, as_file(ds, tmp_path / "a.dcm")) == [SUCCESS]
+
+    [study] = await studies(scp.store, study_uids=[ds.StudyInstanceUID])
+    async with scp.store.read() as repo:
+        linked = await repo.consultations.get(c.id)
+    assert linked is not None and linked.study_ids == [study.id]
+    assert linked.timeline[-1].type == STUDY_RECEIVED and linked.timeline[-1].detail == ds.StudyInstanceUID
+    event = topic.queue.get_nowait()  # what the studyReceived subscription is built on
+    assert (event.type, event.data["id"], event.data["patient_id"], event.data["consultation_id"]) == (
+        "RECEIVED", study.id, patient.id, c.id
+    )
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
