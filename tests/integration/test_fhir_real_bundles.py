@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydicom.uid import generate_uid
 
 from huizhen.integration.model import MessageStatus
 from huizhen.mappings.fhir.validate import validate_resource

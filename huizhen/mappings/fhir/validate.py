@@ -139,7 +139,9 @@ def _holds_resource(element: str, key: str) -> bool:
     )
 
 
-_RESOURCE_ELEMENTS = frozenset({"Bundle.entry.resource", "Bundle.entry.response.outcome", "Parameters.parameter.resource"})
+_RESOURCE_ELEMENTS = frozenset(
+    {"Bundle.entry.resource", "Bundle.entry.response.outcome", "Parameters.parameter.resource"}
+)
 
 
 def _issue(err: Any, root: str) -> Issue:
