@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -21,7 +22,9 @@ from starlette.routing import Mount, Route
 
 from huizhen import __version__
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
+from huizhen.adapters.fhir_client import Health
 from huizhen.adapters.fhir_codec import FhirCodec
+from huizhen.adapters.fhir_his import HisClients, load_his_servers
 from huizhen.adapters.fhir_write import FhirWriter
 from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
@@ -52,6 +55,10 @@ class ChannelState:
     direction: str
     state: str = "stopped"
     queued: int = 0
+    # for channels without a journal of their own (a HIS FHIR server): what their client saw last
+    errors: int = 0
+    last_error: str | None = None
+    last_activity_at: datetime | None = None
 
 
 @dataclass
@@ -66,6 +73,7 @@ class Services:
     channels: dict[str, ChannelState] = field(default_factory=dict)
     fhir: FhirWriter | None = None
     outbound: OutboundSender | None = None
+    his: HisClients | None = None  # the HIS FHIR servers, by facility
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -79,6 +87,8 @@ class Services:
         return (await self.engine.reprocess(codec, message_id)).message
 
     async def close(self) -> None:
+        if self.his is not None:
+            await self.his.aclose()
         await self.bus.close()
         await self.store.close()
 
@@ -112,6 +122,14 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    his_servers = load_his_servers(settings.fhir_his_servers) if settings.fhir_his_servers else {}
+    channels = {
+        hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
+        fhir.channel: ChannelState("inbound", "listening"),
+        "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
+        OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
+        **{server.channel: ChannelState("outbound", "idle") for server in his_servers.values()},
+    }
     return Services(
         settings=settings,
         store=store,
@@ -120,15 +138,18 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
         engine=InboundEngine(store, bus, settings.tz),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
-        channels={
-            hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
-            fhir.channel: ChannelState("inbound", "listening"),
-            "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
-            OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
-        },
+        channels=channels,
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
+        his=HisClients(his_servers, lambda name, health: _report_health(channels[name], health)),
     )
+
+
+def _report_health(channel: ChannelState, health: Health) -> None:
+    channel.state, channel.last_error = health.state, health.last_error
+    channel.last_activity_at = datetime.now(UTC)
+    if health.state == "failing":
+        channel.errors += 1
 
 
 def build_app(services: Services) -> Starlette:

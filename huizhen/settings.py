@@ -85,6 +85,7 @@ class Settings(BaseModel):
     hl7_report_endpoints: str | None = None  # FAC=host:port,…: where the ORU report back goes, per facility
     # FHIR R4 at /fhir
     fhir_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger requests: 413
+    fhir_his_servers: Path | None = None  # TOML, a table per facility: the HIS FHIR servers (adapters/fhir_his.py)
 
     @field_validator("database_url")
     @classmethod
