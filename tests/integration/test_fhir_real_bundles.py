@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,3 +113,22 @@ async def test_an_instance_registered_by_fhir_takes_its_first_dicom_content_with
     async with server.services.store.read() as repo:
         [again] = (await repo.clinical.studies_for_patients([patient.split("/")[1]]))[patient.split("/")[1]]
     assert len([i for s in again.series for i in s.instances]) == 2
+
+
+async def test_a_50_mb_body_is_refused_with_413_under_the_default_limit(tmp_path: Path) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'huizhen.db'}"
+    async with running_server(tmp_path / "data", db) as server, his_client(server) as his:
+        limit = server.services.settings.fhir_max_body_bytes
+        size = 50 * 1024 * 1024
+        assert limit < size  # the default limit (fhir_max_body_bytes) is what refuses it
+
+        async def body_of_50_mb() -> Any:  # streamed: the server counts bytes, it does not trust a length
+            yield b'{"resourceType": "Patient", "text": {"status": "generated", "div": "<div>'
+            for _ in range(size // (1024 * 1024)):
+                yield b"x" * (1024 * 1024)
+
+        [issue] = outcome(await his.post("/Patient", content=body_of_50_mb()), 413)
+        assert issue["code"] == "too-costly" and str(limit) in issue["diagnostics"]
+        whole = b'{"resourceType": "Patient", "id": "' + b"x" * size + b'"}'  # with its Content-Length
+        [issue] = outcome(await his.put("/Patient/x", content=whole), 413)
+        assert (await his.get("/metadata")).status_code == 200  # and the server keeps serving
