@@ -92,7 +92,7 @@ class ImportReport:
         )
         if self.not_applied:
             kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.not_applied.items()))
-            out.append(f"Bundle entries validated and journaled but not applied (not mapped): {kinds}")
+            out.append(f"Bundle entries validated and journaled, not applied: {kinds}")
         if self.skipped:
             out.append(f"skipped {len(self.skipped)} file(s) that are not FHIR JSON, ndjson or HL7 v2")
         return out

@@ -55,7 +55,7 @@ def test_import_a_folder_then_again_then_serve_it(instance: Instance) -> None:
     out = first.stdout.splitlines()
     assert out[-3:] == [
         "accepted 5, rejected 1",
-        "Bundle entries validated and journaled but not applied (not mapped): Claim 1, Immunization 1, Procedure 1",
+        "Bundle entries validated and journaled, not applied: Claim 1, Immunization 1, Procedure 1",
         "skipped 1 file(s) that are not FHIR JSON, ndjson or HL7 v2",
     ], first.stdout
     [rejected] = [line for line in out if line.startswith("rejected ")]
