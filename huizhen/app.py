@@ -25,6 +25,7 @@ from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
 from huizhen.adapters.fhir_client import Health
 from huizhen.adapters.fhir_codec import FhirCodec
 from huizhen.adapters.fhir_his import HisClients, load_his_servers
+from huizhen.adapters.fhir_push import FhirPushQueue, FhirPushSender, completion_hooks
 from huizhen.adapters.fhir_write import FhirWriter
 from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
@@ -74,6 +75,7 @@ class Services:
     fhir: FhirWriter | None = None
     outbound: OutboundSender | None = None
     his: HisClients | None = None  # the HIS FHIR servers, by facility
+    fhir_push: FhirPushSender | None = None  # completed consultations back to them
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -130,18 +132,24 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
         **{server.channel: ChannelState("outbound", "idle") for server in his_servers.values()},
     }
+    his = HisClients(his_servers, lambda name, health: _report_health(channels[name], health))
+    report_back = ReportQueue(endpoints, settings.tz)
     return Services(
         settings=settings,
         store=store,
         bus=bus,
         tokens=TokenService(signing_key, settings.token_ttl_seconds),
-        consultations=ConsultationService(store, bus, settings.tz, on_complete=ReportQueue(endpoints, settings.tz)),
+        consultations=ConsultationService(
+            store, bus, settings.tz,
+            on_complete=completion_hooks(report_back, FhirPushQueue(his)) if his_servers else report_back,
+        ),
         engine=InboundEngine(store, bus, settings.tz),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
         channels=channels,
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
-        his=HisClients(his_servers, lambda name, health: _report_health(channels[name], health)),
+        his=his,
+        fhir_push=FhirPushSender(store, his),
     )
 
 

@@ -49,6 +49,7 @@ class _ServerConfig(BaseModel):
     scope: str = "system/*.read system/*.write"
     timeout_seconds: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1, le=10)  # on 429/5xx/no connection, with backoff
+    patient_identifier_system: str | None = None  # the HIS's MRN system: how pushed resources name the patient
 
     @model_validator(mode="after")
     def _one_auth(self) -> _ServerConfig:
@@ -67,6 +68,7 @@ class HisServer:
     auth: Auth
     timeout_s: float
     retry: Retry
+    patient_identifier_system: str | None = None
 
     @property
     def channel(self) -> str:
@@ -93,7 +95,7 @@ def load_his_servers(path: Path) -> dict[str, HisServer]:
         except OSError as exc:
             raise ConfigurationError(f"fhir_his_servers {path} [{facility}]: {exc}") from exc
         servers[facility] = HisServer(facility, config.base_url, auth, config.timeout_seconds,
-                                      Retry(attempts=config.retry_attempts))
+                                      Retry(attempts=config.retry_attempts), config.patient_identifier_system)
     return servers
 
 

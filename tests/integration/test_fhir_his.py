@@ -4,6 +4,7 @@ SMART backend services against a real Huizhen /fhir on another port, and each se
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from huizhen.adapters.fhir_client import FhirUnavailable
 from huizhen.adapters.fhir_his import load_his_servers
 from huizhen.integration.errors import ConfigurationError
+from huizhen.integration.model import Actor, MessageStatus, OutboundStatus
 from huizhen.mappings.fhir import systems
 from tests.conftest import free_port
 from tests.helpers import running_server
-from tests.integration.fhir_support import fhir_server
+from tests.integration.fhir_support import CONSULT_CODE, fhir_server
 from tests.integration.test_fhir_client import his_client, token_endpoint
 
 MRN = "http://his.qswsy.example.cn/mrn"
@@ -51,7 +53,7 @@ async def test_his_servers_pull_and_report_their_state_in_channels(tmp_path: Pat
                 "retry_attempts = 1\ntimeout_seconds = 2\n",
                 encoding="utf-8",
             )
-            db = f"sqlite+aiosqlite:///{tmp_path / 'huizhen.db'}"
+            db = f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"  # not the HIS's database
             async with running_server(tmp_path / "data", db, fhir_his_servers=config) as server:
                 gql = server.client(server.token("ops-1", "integration_admin"))
                 before = {c["name"]: c for c in (await gql.execute(CHANNELS))["channels"]}
@@ -89,3 +91,54 @@ def test_a_bad_his_server_config_names_the_facility_and_the_key(tmp_path: Path, 
     with pytest.raises(ConfigurationError) as refused:
         load_his_servers(path)
     assert all(w in str(refused.value) for w in words), str(refused.value)
+
+
+async def test_a_completed_consultation_is_pushed_to_the_his_fhir_server(tmp_path: Path, db_url: str) -> None:
+    async with fhir_server(tmp_path / "his", db_url) as his:
+        async with his_client(his) as seed:  # the HIS knows its patient by its MRN
+            await seed.put({"resourceType": "Patient", "id": "p7", "name": [{"text": "郭靖"}],
+                            "identifier": [{"system": MRN, "value": "M-GJ"}]})
+        secrets = tmp_path / "config"
+        secrets.mkdir()
+        (secrets / "his.token").write_text(his.token("huizhen", "his_system", facility="QSWSY"))
+        config = secrets / "his.toml"
+        config.write_text(f'[QSWSY]\nbase_url = "{his.base_url}/fhir"\ntoken_file = "his.token"\n'
+                          f'patient_identifier_system = "{MRN}"\n', encoding="utf-8")
+        db = f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"  # not the HIS's database
+        async with running_server(tmp_path / "data", db, fhir_his_servers=config) as server:
+            async with his_client(server) as hz:  # the same HIS sends the request to Huizhen
+                await hz.put({"resourceType": "Patient", "id": "p7", "name": [{"text": "郭靖"}],
+                              "identifier": [{"system": MRN, "value": "M-GJ"}]})
+                expert = await hz.put({"resourceType": "Practitioner", "id": "dr", "name": [{"text": "洪医生"}]}) or {}
+                request = await hz.put({
+                    "resourceType": "ServiceRequest", "id": "sr-7", "status": "active", "intent": "order",
+                    "code": CONSULT_CODE, "subject": {"reference": "Patient/p7"},
+                    "performerType": {"text": "神经内科"}}) or {}
+            services, actor = server.services, Actor("coordinator-1", ("coordinator",))
+            cid = request["id"]
+            await services.consultations.assign(cid, actor, expert["id"])
+            await services.consultations.start(cid, actor)
+            done = await services.consultations.complete(cid, actor, "偏头痛", "休息")
+            assert services.fhir_push is not None
+            services.fhir_push.poke()
+            for _ in range(200):
+                async with services.store.read() as repo:
+                    [queued] = await repo.outbox.for_consultation(cid)
+                if queued.status is not OutboundStatus.PENDING:
+                    break
+                await asyncio.sleep(0.05)
+            async with services.store.read() as repo:
+                c = await repo.consultations.get(cid)
+        async with his.services.store.read() as repo:
+            page = await repo.journal.search(channel="fhir", status=MessageStatus.PROCESSED, first=20)
+        [pushed] = [m for m, _ in page.items if m.type == "PUT DiagnosticReport"]
+        [effect] = [e for e in pushed.effects if e.type == "Document"] or pushed.effects[-1:]
+        async with his_client(his) as read:
+            report = await read.read("DiagnosticReport", effect.id) or {}
+            [patient] = await read.patients_by_identifier(MRN, "M-GJ")
+    assert queued.status is OutboundStatus.SENT, queued.last_error
+    assert queued.channel == "fhir-out:QSWSY" and queued.type == "Encounter+DiagnosticReport"
+    assert c is not None and c.timeline[-1].type == "REPORT_SENT"
+    assert pushed.sender == "QSWSY" and done.status.value == "COMPLETED"
+    assert report["conclusion"].startswith("偏头痛"), (pushed.effects, report)
+    assert report["subject"]["reference"] == f"Patient/{patient['id']}"  # found on the HIS by its MRN
