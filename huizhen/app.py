@@ -25,7 +25,10 @@ from starlette.routing import Mount, Route
 from huizhen import __version__
 from huizhen.adapters.dicomweb import DicomWeb
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
+from huizhen.adapters.fhir_client import Health
 from huizhen.adapters.fhir_codec import FhirCodec
+from huizhen.adapters.fhir_his import HisClients, load_his_servers
+from huizhen.adapters.fhir_push import FhirPushQueue, FhirPushSender
 from huizhen.adapters.fhir_write import FhirWriter
 from huizhen.adapters.hl7_channel import Hl7Codec
 from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
@@ -70,6 +73,10 @@ class ChannelState:
     direction: str
     state: str = "stopped"
     queued: int = 0
+    # for channels without a journal of their own (a HIS FHIR server): what their client saw last
+    errors: int = 0
+    last_error: str | None = None
+    last_activity_at: datetime | None = None
 
 
 @dataclass
@@ -92,6 +99,8 @@ class Services:
     coverage: CoverageRules | None = None  # coverageEstimate's fee and insurance rules
     sla: SlaWatcher | None = None  # escalates overdue consultations; started with the listeners
     metrics: Metrics = field(default_factory=Metrics)
+    his: HisClients | None = None  # the HIS FHIR servers, by facility
+    fhir_push: FhirPushSender | None = None  # completed consultations back to them
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -112,6 +121,8 @@ class Services:
 
     async def close(self) -> None:
         await self.policies.close()
+        if self.his is not None:
+            await self.his.aclose()
         await self.bus.close()
         await self.store.close()
 
@@ -145,13 +156,23 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
     )
     fhir = FhirCodec(hl7.context.tables, settings.tz)
     endpoints = parse_addresses(settings.hl7_report_endpoints)
+    his_servers = load_his_servers(settings.fhir_his_servers) if settings.fhir_his_servers else {}
+    channels = {
+        hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
+        fhir.channel: ChannelState("inbound", "listening"),
+        "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
+        OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
+        **{server.channel: ChannelState("outbound", "idle") for server in his_servers.values()},
+    }
+    his = HisClients(his_servers, lambda name, health: _report_health(channels[name], health))
+    report_back = ReportQueue(endpoints, settings.tz)
     oidc = OidcVerifier.from_settings(settings)
     if oidc is not None:
         await asyncio.to_thread(oidc.refresh)
     pseudonyms = load_pseudonymizer(data, secret_value(settings.pseudonym_key))
     consultations = ConsultationService(
         store, bus, settings.tz,
-        on_complete=chain(ReportQueue(endpoints, settings.tz), CaseArchiver(pseudonyms.of)),
+        on_complete=chain(report_back, FhirPushQueue(his) if his_servers else None, CaseArchiver(pseudonyms.of)),
     )
     rbac = settings.resolved_rbac_dir
     authorizer = Authorizer(rbac / "model.conf")
@@ -171,12 +192,7 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         policies=policies,
         audit=AuditLog(store),
         codecs={hl7.channel: hl7, fhir.channel: fhir},
-        channels={
-            hl7.channel: ChannelState("inbound", "disabled" if settings.mllp_port == 0 else "stopped"),
-            fhir.channel: ChannelState("inbound", "listening"),
-            "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
-            OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
-        },
+        channels=channels,
         outbound=OutboundSender(store, endpoints),
         fhir=FhirWriter(store, bus, hl7.context.tables, settings.tz),
         pseudonyms=pseudonyms,
@@ -185,7 +201,16 @@ async def create_services(settings: Settings, *, migrate_db: bool = True) -> Ser
         sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
                        interval_s=settings.sla_check_interval_seconds),
         metrics=metrics,
+        his=his,
+        fhir_push=FhirPushSender(store, his),
     )
+
+
+def _report_health(channel: ChannelState, health: Health) -> None:
+    channel.state, channel.last_error = health.state, health.last_error
+    channel.last_activity_at = datetime.now(UTC)
+    if health.state == "failing":
+        channel.errors += 1
 
 
 def secret_value(value: SecretStr | None) -> str | None:

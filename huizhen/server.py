@@ -81,6 +81,9 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
             stack.push_async_callback(outbound.stop)
             services.channels["mllp-out"].state = "running"
         await stack.enter_async_context(mappings_watcher(services))
+        if services.fhir_push is not None and services.fhir_push.channels:  # HIS FHIR servers configured
+            await services.fhir_push.start()
+            stack.push_async_callback(services.fhir_push.stop)
         yield ports
         for state in services.channels.values():
             if state.state in ("listening", "running"):

@@ -128,6 +128,7 @@ class Settings(BaseModel):
     mllp_sender_addresses: str | None = None  # IP_OR_CIDR=FACILITY,…
     # FHIR R4 at /fhir
     fhir_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger requests: 413
+    fhir_his_servers: Path | None = None  # TOML, a table per facility: the HIS FHIR servers (adapters/fhir_his.py)
     # consultation services: response-time targets per urgency (minutes), coverage rules
     sla_assign_minutes: str = "CRITICAL=5,URGENT=15,ROUTINE=1440"  # submission → expert assigned
     sla_start_minutes: str = "CRITICAL=15,URGENT=60,ROUTINE=1440"  # assignment → consultation started

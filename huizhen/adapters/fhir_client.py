@@ -98,11 +98,16 @@ class SmartBackend:
             response = await http.post(self.token_url, data=form, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
             raise FhirUnavailable(f"token endpoint {self.token_url}: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise FhirServerError(response.status_code, None, self.token_url)
-        granted = response.json()
-        self._token = str(granted["access_token"])
-        self._expires = time.time() + float(granted.get("expires_in", 300))
+        granted = _json(response)
+        if response.status_code != 200 or not isinstance(granted, dict) or "access_token" not in granted:
+            why = granted.get("error_description") or granted.get("error") if isinstance(granted, dict) else None
+            where = f"token endpoint {self.token_url} ({why or 'no access_token granted'})"
+            raise FhirServerError(response.status_code, None, where)
+        try:
+            expires_in = float(granted.get("expires_in", 300))
+        except (TypeError, ValueError):
+            expires_in = 300.0
+        self._token, self._expires = str(granted["access_token"]), time.time() + expires_in
 
 
 @dataclass
@@ -125,9 +130,11 @@ class FhirClient:
         self, base_url: str, auth: Auth, *, timeout: float = 10.0, retry: Retry | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_health: Callable[[Health], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth, self.retry, self.sleep = auth, retry or Retry(), sleep
+        self.on_health = on_health  # told every change of health (the channel list)
         self.health = Health()
         self.http = httpx.AsyncClient(timeout=timeout, transport=transport, headers={"Accept": FHIR_JSON})
 
@@ -211,7 +218,7 @@ class FhirClient:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
-                headers["Authorization"] = await self.auth.header(self.http)
+                headers["Authorization"] = await self._authorization()
                 response = await self.http.request(method, url, params=params, content=content, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
@@ -231,6 +238,12 @@ class FhirClient:
             return self._judge(response, url)
         raise FhirUnavailable(f"{url}: no attempt made")  # attempts < 1
 
+    async def _authorization(self) -> str:
+        try:
+            return await self.auth.header(self.http)
+        except FhirClientError as exc:  # the token endpoint failed: the server cannot be used either
+            raise self._failed(exc) from exc.__cause__
+
     def _judge(self, response: httpx.Response, url: str) -> JSON | None:
         data = _json(response)
         if response.status_code >= 400:
@@ -243,12 +256,17 @@ class FhirClient:
         return data
 
     def _ok(self) -> None:
-        self.health = Health("up", 0, self.health.last_error, datetime.now(UTC))
+        self._report(Health("up", 0, self.health.last_error, datetime.now(UTC)))
 
     def _failed(self, error: FhirClientError) -> FhirClientError:
         h = self.health
-        self.health = Health("failing", h.failures + 1, str(error), h.last_success_at)
+        self._report(Health("failing", h.failures + 1, str(error), h.last_success_at))
         return error
+
+    def _report(self, health: Health) -> None:
+        self.health = health
+        if self.on_health is not None:
+            self.on_health(health)
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)))

@@ -108,7 +108,7 @@ class OutboundSender:
     async def send_due(self) -> int:
         """Send every due message once; returns how many were attempted."""
         async with self.store.write() as repo:
-            due = await repo.outbox.claim_due(self.clock(), lease=self.lease)
+            due = await repo.outbox.claim_due(self.clock(), lease=self.lease, channels=[CHANNEL])
         for message in due:
             await self._attempt(message)
         return len(due)

@@ -160,10 +160,11 @@ class Query:
                     direction=state.direction,
                     state=state.state,
                     received=s.received if s else 0,
-                    errors=s.errors if s else 0,
+                    errors=s.errors if s else state.errors,
                     queued=queued,
-                    last_error=s.last_error if s else None,
-                    last_message_at=iso(s.last_message_at, info) if s else None,
+                    last_error=s.last_error if s else state.last_error,
+                    last_message_at=iso(s.last_message_at if s else state.last_activity_at, info)
+                    if s or state.last_activity_at else None,
                 )
             )
         return out

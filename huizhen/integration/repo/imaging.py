@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
@@ -119,9 +119,12 @@ class Imaging(RepoBase):
     async def add_instance(self, series_instance_uid: str, inst: ImagingInstance) -> InstanceOutcome:
         """Index one stored content of an instance; sets ``inst.conflict``."""
         known = (await self.conn.execute(_CONTENTS, {"uid": inst.sop_instance_uid})).scalars().all()
-        if inst.sha256 in known:
-            return InstanceOutcome.DUPLICATE
-        inst.conflict = bool(known)
+        if inst.sha256 in known or (inst.sha256 is None and known):
+            return InstanceOutcome.DUPLICATE  # a registration without content (FHIR) adds nothing to known content
+        contents = [sha for sha in known if sha is not None]
+        if known and not contents and await self._fill_registered(inst):
+            return InstanceOutcome.CREATED  # the first real content of an instance registered without content
+        inst.conflict = bool(contents)
         values = {
             "series_instance_uid": series_instance_uid, "sop_instance_uid": inst.sop_instance_uid,
             "sop_class_uid": inst.sop_class_uid, "number": inst.number, "object_key": inst.object_key,
@@ -131,6 +134,18 @@ class Imaging(RepoBase):
         if (await self.conn.execute(_insert_instance(self.dialect), values)).rowcount != 1:
             return InstanceOutcome.DUPLICATE  # a concurrent writer indexed the same bytes first
         return InstanceOutcome.CONFLICT if inst.conflict else InstanceOutcome.CREATED
+
+    async def _fill_registered(self, inst: ImagingInstance) -> bool:
+        """Give an instance registered without content (a FHIR ImagingStudy) its first stored content."""
+        i = t.imaging_instances.c
+        values = {"object_key": inst.object_key, "size": inst.size, "sha256": inst.sha256, "conflict": False}
+        values |= {name: value for name, value in (("sop_class_uid", inst.sop_class_uid), ("number", inst.number),
+                   ("transfer_syntax_uid", inst.transfer_syntax_uid)) if value is not None}
+        where = (i.sop_instance_uid == inst.sop_instance_uid) & i.sha256.is_(None)
+        first = select(func.min(i.id)).where(where).scalar_subquery()
+        result = await self.conn.execute(update(t.imaging_instances).where(i.id == first).values(values))
+        inst.conflict = False
+        return bool(result.rowcount)
 
     async def patient_ids_by_identifier(self, value: str, system: str | None = None) -> set[str]:
         """Patients holding an identifier ``value`` (under ``system`` when given)."""

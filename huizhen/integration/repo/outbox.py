@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, true
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import OutboundMessage, OutboundStatus
@@ -19,13 +20,17 @@ class Outbox(RepoBase):
         await self.conn.execute(t.outbox.insert().values(id=m.id, **self._values(m)))
         return m
 
-    async def claim_due(self, now: datetime, *, lease: timedelta, limit: int = 50) -> list[OutboundMessage]:
-        """PENDING messages due by ``now``, each leased (pushed ``lease`` into the future) to this caller."""
+    async def claim_due(
+        self, now: datetime, *, lease: timedelta, limit: int = 50, channels: Collection[str] | None = None
+    ) -> list[OutboundMessage]:
+        """PENDING messages due by ``now`` (of ``channels``, when given), each leased (pushed ``lease``
+        into the future) to this caller."""
         c = t.outbox.c
         rows = (
             await self.conn.execute(
                 select(t.outbox)
                 .where(c.status == OutboundStatus.PENDING.value, c.next_attempt_at <= now)
+                .where(c.channel.in_(list(channels)) if channels is not None else true())
                 .order_by(c.next_attempt_at, c.created_at)
                 .limit(limit)
             )

@@ -79,6 +79,8 @@ def elements(cls: type[Model]) -> dict[str, Element]:
 
 def _codes(cls: type[Model], alias: str, extra: dict[str, Any]) -> frozenset[str] | None:
     for base in cls.__mro__:
+        if (base.__name__, alias) in r4.OPEN_CODES:
+            return None
         fixed = r4.REQUIRED_CODES.get((base.__name__, alias))
         if fixed is not None:
             return fixed

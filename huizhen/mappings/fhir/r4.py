@@ -143,3 +143,8 @@ REQUIRED_CODES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("Quantity", "comparator"): frozenset({"<", "<=", ">=", ">"}),
     ("OperationOutcomeIssue", "code"): frozenset(_ISSUE_TYPE),
 }
+
+# code elements whose fhir.resources enum_values are wrong: checked by the model only.
+# CapabilityStatement.format is bound to BCP 13 media types ("application/fhir+json") or xml | json | ttl;
+# the generated list reads the definition's prose ("formats, json, ttl, mime").
+OPEN_CODES: Final[frozenset[tuple[str, str]]] = frozenset({("CapabilityStatement", "format")})

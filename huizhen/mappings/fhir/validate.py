@@ -97,12 +97,13 @@ def _resource_type(data: Mapping[str, Any], expected: str | None, path: str | No
 
 
 def _nested_type_issues(data: Mapping[str, Any], root: str) -> Iterator[Issue]:
-    """Resources inside resources (contained, Bundle.entry.resource, Parameters)."""
-    stack: list[tuple[Any, str, bool]] = [(data, root, False)]
+    """Resources inside resources: the elements of type Resource (see :func:`_holds_resource`)."""
+    # (node, FHIRPath with indices, element path from the enclosing resource's type, node is a resource)
+    stack: list[tuple[Any, str, str, bool]] = [(data, root, "", True)]
     while stack:
-        node, at, is_resource = stack.pop()
+        node, at, element, is_resource = stack.pop()
         if isinstance(node, list):
-            stack.extend((v, f"{at}[{n}]", is_resource) for n, v in enumerate(node))
+            stack.extend((v, f"{at}[{n}]", element, is_resource) for n, v in enumerate(node))
         elif isinstance(node, dict):
             if is_resource:
                 try:
@@ -110,16 +111,37 @@ def _nested_type_issues(data: Mapping[str, Any], root: str) -> Iterator[Issue]:
                 except InvalidResource as exc:
                     yield from exc.issues
                     continue
-                if found in r4.NO_R4_MODEL:
+                if found in r4.NO_R4_MODEL and node is not data:
                     yield error(
                         IssueType.NOT_SUPPORTED,
                         f"{found} cannot be validated inside another resource (fhir.resources has no R4 model of it)",
                         at,
                     )
                     continue
+                element = found
             for key, value in node.items():
                 if key != "div":
-                    stack.append((value, f"{at}.{key}", key in ("resource", "contained")))
+                    path = f"{element}.{key}"
+                    stack.append((value, f"{at}.{key}", path, _holds_resource(path, key)))
+
+
+def _holds_resource(element: str, key: str) -> bool:
+    """Whether an element is of type Resource in R4: only these four (and Parameters' nested parts) are.
+
+    Matching on the element's name alone would take ``CapabilityStatement.rest.resource``
+    (a BackboneElement) for a resource.
+    """
+    if key == "contained":
+        return element.count(".") == 1  # DomainResource.contained, not an element of that name deeper down
+    return element in _RESOURCE_ELEMENTS or (
+        element.startswith("Parameters.parameter.part.") and element.endswith(".resource")
+        and set(element.split(".")[2:-1]) == {"part"}
+    )
+
+
+_RESOURCE_ELEMENTS = frozenset(
+    {"Bundle.entry.resource", "Bundle.entry.response.outcome", "Parameters.parameter.resource"}
+)
 
 
 def _issue(err: Any, root: str) -> Issue:
