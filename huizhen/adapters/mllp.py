@@ -77,8 +77,9 @@ class PeerInfo:
 
 
 class FrameHandler(Protocol):
-    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | None:
-        """Handle one payload; return the answer (unframed, already encoded), or None."""
+    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | list[bytes] | None:
+        """Handle one payload; return the answer (unframed, already encoded), several
+        answers to be written as a frame each, in order, or None."""
 
     async def on_rejected(self, reason: RejectReason, head: bytes, peer: PeerInfo) -> bytes | None:
         """A frame that cannot be handled whole; ``head`` is its first bytes."""
@@ -305,7 +306,7 @@ class MllpServer:
                 self.counters.truncated += 1
                 _warn(connection, "MLLP frame cut by a new start block (%d bytes)", event.size)
                 answer = await self._handler.on_rejected(RejectReason.TRUNCATED, event.head, peer)
-            frame = None if answer is None else encode(answer)
+            frame = None if answer is None else _frames(answer)
         except Exception:
             self.counters.handler_errors += 1
             log.exception("MLLP handler failed, closing the connection", extra=connection.extra)
@@ -335,6 +336,12 @@ class MllpServer:
         elif isinstance(event, Garbage):
             self.counters.garbage += 1
             _warn(connection, "MLLP garbage before end of stream skipped (%d bytes)", event.size)
+
+
+def _frames(answer: bytes | list[bytes]) -> bytes | None:
+    if isinstance(answer, bytes):
+        return encode(answer)
+    return b"".join(encode(a) for a in answer) or None
 
 
 def _warn(connection: _Connection, message: str, *args: object) -> None:

@@ -62,7 +62,7 @@ class Inbound:
 class Mapped:
     commands: tuple[Command, ...] = ()
     warnings: tuple[Any, ...] = ()
-    filtered: str | None = None  # why nothing is applied on purpose
+    filtered: str | None = None  # why no data is applied on purpose; ``commands`` may still link the message
 
 
 class Codec(Protocol):
@@ -206,11 +206,9 @@ class InboundEngine:
         at = self.clock()
         applier = Applier(repo, actor=Actor.system(f"{codec.channel}:{inbound.sender}"), at=at, tz=self.tz,
                           committed_facilities=self._facility_ids)
-        if mapped.filtered is None:
-            await applier.apply_all(mapped.commands)
-            msg.status = MessageStatus.PROCESSED
-        else:
-            msg.status = MessageStatus.FILTERED
+        # a filtered message carries no data; its commands only link it (an inbound ACK to the outbound message)
+        await applier.apply_all(mapped.commands)
+        msg.status = MessageStatus.PROCESSED if mapped.filtered is None else MessageStatus.FILTERED
         msg.error = mapped.filtered
         msg.effects, msg.processed_at = applier.effects, at
         answer = codec.answer(inbound, Outcome.APPLIED, None, mapped.warnings)
