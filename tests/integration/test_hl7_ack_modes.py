@@ -34,8 +34,8 @@ class Peer:
         self.writer.write(b"".join(encode(p) for p in payloads))
         await self.writer.drain()
 
-    async def frame(self, timeout: float = 30) -> bytes:
-        data = await asyncio.wait_for(self.reader.readuntil(END), timeout)
+    async def frame(self) -> bytes:
+        data = await asyncio.wait_for(self.reader.readuntil(END), 30)
         return data[data.index(b"\x0b") + 1 : -len(END)]
 
 

@@ -184,7 +184,8 @@ async def test_enhanced_mode_never_ack_is_honoured(server: RunningServer, mllp: 
 async def test_corpus_messages_get_an_answer_each(server: RunningServer, mllp: MllpClient) -> None:
     every = sorted(CORPUS.glob("*/*.hl7"))
     # an ACK is never answered, nor a message that asks for no commit ACK (tests/integration/test_hl7_ack_modes.py)
-    files = [p for p in every if accept_ack_condition(p.read_bytes()) not in ("NE", "ER") and not is_ack(p.read_bytes())]
+    files = [p for p in every
+             if accept_ack_condition(p.read_bytes()) not in ("NE", "ER") and not is_ack(p.read_bytes())]
     assert files, "the shared corpus is missing"
     answered = 0
     for path in files:
