@@ -16,6 +16,7 @@ from huizhen.adapters.hl7_channel import MllpInbound
 from huizhen.adapters.mllp import MllpServer
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
+from huizhen.mllp_workers import MllpWorkers
 from huizhen.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,18 @@ def tls_context(settings: Settings, *, require_client_cert: bool = False) -> ssl
     )
 
 
+def mllp_server(services: Services, *, reuse_port: bool = False) -> MllpServer:
+    """The MLLP listener of the settings, feeding the inbound engine."""
+    settings = services.settings
+    return MllpServer(
+        MllpInbound(services.engine, services.codecs["mllp"]), settings.host, settings.mllp_port,
+        max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
+        max_connections=settings.mllp_max_connections,
+        ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
+        reuse_port=reuse_port,
+    )
+
+
 @contextlib.asynccontextmanager
 async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
     """Start the non-HTTP listeners (MLLP…); yields the ports they bound."""
@@ -37,17 +50,20 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
     ports: dict[str, int] = {}
     async with contextlib.AsyncExitStack() as stack:
         if settings.mllp_port:
-            mllp = MllpServer(
-                MllpInbound(services.engine, services.codecs["mllp"]), settings.host, settings.mllp_port,
-                max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
-                max_connections=settings.mllp_max_connections,
-                ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
-            )
+            workers = settings.mllp_workers
+            mllp = mllp_server(services, reuse_port=workers > 1)
             await mllp.start()
             stack.push_async_callback(mllp.stop)
             services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
+            if workers > 1:
+                # the children see what this process resolved: the bound port, the folders
+                child = settings.model_copy(update={"mllp_port": mllp.port, "data_dir": settings.data_dir.resolve(),
+                                                    "mappings_dir": settings.resolved_mappings_dir.resolve()})
+                pool = MllpWorkers(child, services.bus, workers - 1)
+                await pool.start()
+                stack.push_async_callback(pool.stop)
         if settings.dicom_port:
             dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings))
             await dicom.start()

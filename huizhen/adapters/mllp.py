@@ -154,8 +154,10 @@ class MllpServer:
         max_connections: int = 256,
         ssl_context: ssl.SSLContext | None = None,
         name: str = "mllp",
+        reuse_port: bool = False,
     ) -> None:
-        """``idle_timeout_s`` applies between frames, ``stall_timeout_s`` inside one."""
+        """``idle_timeout_s`` applies between frames, ``stall_timeout_s`` inside one;
+        ``reuse_port``: other processes may listen on the same port (the kernel spreads connections)."""
         if max_frame_bytes < 1 or max_connections < 1:
             raise ConfigurationError("max_frame_bytes and max_connections must be positive")
         self._handler = handler
@@ -168,6 +170,7 @@ class MllpServer:
         self._max_connections = max_connections
         self._ssl_context = ssl_context
         self._name = name
+        self._reuse_port = reuse_port
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connections: dict[str, _Connection] = {}
@@ -185,7 +188,9 @@ class MllpServer:
         if self._server is not None:
             raise RuntimeError("MllpServer already started")
         self._stopping = False
-        self._server = await asyncio.start_server(self._on_connect, self._host, self._port, ssl=self._ssl_context)
+        self._server = await asyncio.start_server(
+            self._on_connect, self._host, self._port, ssl=self._ssl_context, reuse_port=self._reuse_port or None
+        )
         log.info(
             "MLLP listener started",
             extra={
