@@ -49,7 +49,7 @@ async def send_files(
         for path, message in messages:
             try:
                 code = ack_code(await client.send(message))
-                if code == "CA" and (wait := _application_ack_wait(message, timeout_s)) is not None:
+                if code == "CA" and (wait := application_ack_wait(message, timeout_s)) is not None:
                     second = await client.receive(wait)  # enhanced mode: the application ACK follows
                     code = f"{code} {ack_code(second)}" if second is not None else code
             except MllpError as exc:  # timeouts and dropped connections: reported, then the next message
@@ -64,7 +64,7 @@ async def send_files(
     return report
 
 
-def _application_ack_wait(message: bytes, timeout_s: float) -> float | None:
+def application_ack_wait(message: bytes, timeout_s: float) -> float | None:
     """How long to wait for the application ACK after a CA, by MSH-16: the full timeout when
     one always follows (AL, or empty in enhanced mode), a moment when it depends on the outcome."""
     line = message.split(b"\r", 1)[0]
