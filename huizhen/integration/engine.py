@@ -178,10 +178,12 @@ class InboundEngine:
         self, codec: Codec, inbound: Inbound, msg: Message, job: Callable[[Repository], Awaitable[_Step]], *,
         new: bool,
     ) -> Result:
+        # the duplicate check and the journal row of one sender + control id never race another transaction
+        key = f"{inbound.sender}\x1f{inbound.control_id}"
         try:
-            step = await self.store.batched(job)
+            step = await self.store.batched(job, key=key)
         except HuizhenError as exc:  # the effects were rolled back; the message is journaled as failed
-            step = await self.store.batched(self._failure(codec, inbound, msg, exc, new=new))
+            step = await self.store.batched(self._failure(codec, inbound, msg, exc, new=new), key=key)
         if len(self._facility_ids) < _MAX_FACILITY_IDS:
             self._facility_ids.update(step.facilities)
         if msg.status is MessageStatus.DUPLICATE:

@@ -42,14 +42,6 @@ _ANSWERED = Prepared(
 )
 
 
-# PostgreSQL: two transactions (writers, processes, instances) may hold the same sender +
-# control id at once (a resend on a new connection while the first is in flight); each would
-# find no earlier message and apply it. A transaction-scoped advisory lock on the pair makes
-# the second wait until the first commits. The lookup is a statement of its own, after the
-# lock: a statement sees what was committed when it began, not when its lock was granted.
-_LOCK = Prepared(select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)).label("locked")))
-
-
 class Journal(RepoBase):
     async def add(self, m: Message) -> Message:
         await self.run(_INSERT, {"id": m.id, **self._values(m)})
@@ -65,8 +57,6 @@ class Journal(RepoBase):
 
     async def processed(self, sender: str, control_id: str) -> Message | None:
         """The earlier message from ``sender`` with ``control_id`` that was answered, if any."""
-        if self.dialect == "postgresql":  # SQLite has one writer at a time already
-            await self.run(_LOCK, {"key": f"{sender}\x1f{control_id}"})
         rows = await self.run(_ANSWERED, {"sender": sender, "control_id": control_id})
         return self._message(rows[0]) if rows else None
 
