@@ -8,6 +8,13 @@ production. In the same run, the bare MLLP endpoint of bench/mllp_bare.py
 (ACK without parsing or storing) gives this machine's ceiling. Prints JSON.
 
     python bench/hl7_ingest.py [--seconds 5] [--concurrency 1 4 16] [--postgres postgresql+asyncpg://…]
+                               [--mllp-workers 1 2]
+
+``--mllp-workers`` runs each back end once per value (``HUIZHEN_MLLP_WORKERS``:
+server processes behind the one MLLP port). Besides messages/s, each level
+reports the server's CPU time per message and the cores it got (all its
+processes, from /proc): on a shared machine the rate follows the CPU the
+scheduler grants, the CPU per message does not.
 """
 
 from __future__ import annotations
@@ -79,11 +86,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(workdir: Path, database_url: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
     http, mllp = free_port(), free_port()
     env.update(HUIZHEN_HTTP_PORT=str(http), HUIZHEN_MLLP_PORT=str(mllp), HUIZHEN_DICOM_PORT="0",
-               HUIZHEN_LOG_LEVEL="WARNING")
+               HUIZHEN_LOG_LEVEL="WARNING", HUIZHEN_MLLP_WORKERS=str(workers))
     if database_url:
         env["HUIZHEN_DATABASE_URL"] = database_url
     proc = subprocess.Popen([sys.executable, "-m", "huizhen", "serve"], cwd=workdir, env=env,
@@ -97,6 +104,32 @@ def start_server(workdir: Path, database_url: str | None) -> tuple[subprocess.Po
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not start: " + (workdir / "serve.log").read_text()[-2000:])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants so far (Linux /proc; 0 elsewhere)."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in os.listdir(f"/proc/{current}/task"):
+                pids += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, port: int, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+    cpu, wall = cpu_seconds(pid), time.perf_counter()
+    result = asyncio.run(level(port, concurrency, seconds, warmup))
+    cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
+    sent = result["messages"] * (seconds + warmup) / seconds  # the warm-up's messages cost CPU too
+    result["server_cpu_ms_per_message"] = round(cpu / sent * 1000, 3) if sent else None
+    result["server_cores_used"] = round(cpu / wall, 2)
+    return result
 
 
 async def level(port: int, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
@@ -148,6 +181,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--postgres", default=None)
+    ap.add_argument("--mllp-workers", type=int, nargs="+", default=[1])
     args = ap.parse_args()
     results: dict[str, Any] = {}
     targets: dict[str, str | None] = {"sqlite": None}
@@ -158,12 +192,15 @@ def main() -> None:
         pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
         targets["postgresql"] = make_url(args.postgres).set(database=pg_name).render_as_string(False)
     try:
-        for backend, url in targets.items():
+        for (backend, url), workers in itertools.product(targets.items(), args.mllp_workers):
+            name = backend if workers == 1 else f"{backend}_{workers}_workers"
+            if url and workers != args.mllp_workers[0]:  # a fresh database for each run
+                pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
             with tempfile.TemporaryDirectory() as tmp:
-                proc, port = start_server(Path(tmp), url)
+                proc, port = start_server(Path(tmp), url, workers)
                 try:
-                    results[backend] = [asyncio.run(level(port, c, args.seconds, args.warmup))
-                                        for c in args.concurrency]
+                    results[name] = [measured(proc.pid, port, c, args.seconds, args.warmup) for c in args.concurrency]
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
@@ -171,7 +208,8 @@ def main() -> None:
         if args.postgres:
             pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
     results["bare_mllp_ceiling"] = bare_ceiling(args)
-    print(json.dumps({"bench": "hl7_ingest", "cpus": os.cpu_count(), "durable": "ACK after commit",
+    print(json.dumps({"bench": "hl7_ingest", "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+                      "durable": "ACK after commit",
                       "mix": "ADT^A01 (new patient) / ORU^R01 (10 OBX) alternating",
                       "seconds_per_level": args.seconds, "results": results}, indent=2, ensure_ascii=False))
 

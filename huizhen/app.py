@@ -139,15 +139,18 @@ def prepare_data_dir(settings: Settings) -> Path:
     return data
 
 
-async def create_services(settings: Settings, *, migrate_db: bool = True) -> Services:
+async def create_services(
+    settings: Settings, *, migrate_db: bool = True, bus: EventBus | None = None
+) -> Services:
+    """``bus``: the event bus to use instead of the one the settings name (an MLLP worker's relay)."""
     data = prepare_data_dir(settings)
     keyring = load_keyring(data, secret_value(settings.data_key), secret_value(settings.index_key))
     signing_key = load_or_create_signing_key(data)
     url = settings.resolved_database_url
     if migrate_db:
         await asyncio.to_thread(migrate.upgrade, url)
-    store = Store(url, keyring)
-    bus = await create_bus(settings.broker_url)
+    store = Store(url, keyring, shared=settings.mllp_workers > 1)
+    bus = bus or await create_bus(settings.broker_url)
     hl7 = Hl7Codec(
         default_registry(),
         MappingContext(tables=load_code_tables(settings.resolved_mappings_dir), timezone=settings.tz),

@@ -106,6 +106,8 @@ class Settings(BaseModel):
     mllp_idle_timeout_seconds: float = Field(default=600.0, gt=0)
     mllp_max_connections: int = Field(default=256, ge=1)
     mllp_require_client_cert: bool = False
+    # processes serving MLLP on the one port (SO_REUSEPORT): this one plus mllp_workers - 1 children
+    mllp_workers: int = Field(default=1, ge=1, le=32)
     hl7_processing_id: str | None = None  # P, D or T: refuse (AR) messages of another MSH-11; none: accept any
     mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
     rbac_dir: Path | None = None  # model.conf and the seed policy.csv; default: config/rbac beside the config file

@@ -17,6 +17,7 @@ from huizhen.adapters.mllp import PeerInfo, RejectReason
 from huizhen.integration.engine import Codec, Inbound, InboundEngine, Mapped, Outcome
 from huizhen.integration.errors import HuizhenError
 from huizhen.mappings.hl7v2 import ack as hl7_ack
+from huizhen.mappings.hl7v2.acknowledgement import is_acknowledgement
 from huizhen.mappings.hl7v2.context import MappingContext
 from huizhen.mappings.hl7v2.errors import ErrorDetail, ErrorLocation, Hl7Error, Rejected
 from huizhen.mappings.hl7v2.header import salvage_header
@@ -62,18 +63,27 @@ class Hl7Codec:
     def answer(
         self, message: Inbound, outcome: Outcome, error: Exception | None, warnings: tuple[Any, ...]
     ) -> bytes | None:
+        """Original mode: one ACK. Enhanced mode: the accept ACK (CA/CR) and the application
+        ACK (AA/AE) each as MSH-15/16 ask, written one after the other in one answer (the
+        journal keeps both; :func:`hl7_ack.split_acks` cuts them into a frame each).
+        An acknowledgement is never answered."""
         header = _hl7(message).header
-        plan = hl7_ack.ack_plan(header, hl7_ack.Outcome[outcome.name])
-        # Enhanced mode: the commit ACK answers on this connection; an application ACK the
-        # sender asked for is journaled with the message (outbound delivery comes with the ORU channel).
-        code = plan.accept or plan.application
-        if code is None:
+        if is_acknowledgement(header.message_type):
             return None
-        return hl7_ack.build_ack(header, code, [*_details(error), *warnings])
+        plan = hl7_ack.ack_plan(header, hl7_ack.Outcome[outcome.name])
+        codes = [code for code in (plan.accept, plan.application) if code is not None]
+        details = [*_details(error), *warnings]  # on the last ACK: the application ACK where there is one
+        acks = [hl7_ack.build_ack(header, code, details if n == len(codes) - 1 else [])
+                for n, code in enumerate(codes)]
+        return b"".join(acks) or None
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
-        details = _details(error)
-        return hl7_ack.build_ack(salvage_header(raw), AckCode.AR, details)
+        header = salvage_header(raw)
+        if is_acknowledgement(header.message_type):
+            return None
+        plan = hl7_ack.ack_plan(header, hl7_ack.Outcome.REJECTED)  # AR; in enhanced mode CR, as MSH-15 asks
+        code = plan.accept or plan.application
+        return None if code is None else hl7_ack.build_ack(header, code, _details(error))
 
 
 class StructureInvalid(Rejected):
@@ -113,9 +123,10 @@ class MllpInbound:
         self.engine = engine
         self.codec = codec
 
-    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | None:
+    async def on_frame(self, payload: bytes, peer: PeerInfo) -> list[bytes] | None:
         result = await self.engine.receive(self.codec, payload, peer=f"{peer.host}:{peer.port}")
-        return result.answer
+        # enhanced mode may owe two ACKs (accept, application): a frame each, in that order
+        return hl7_ack.split_acks(result.answer) if result.answer else None
 
     async def on_rejected(self, reason: RejectReason, head: bytes, peer: PeerInfo) -> bytes | None:
         text = {

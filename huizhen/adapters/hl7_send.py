@@ -23,7 +23,7 @@ class SendReport:
 
     @property
     def all_accepted(self) -> bool:
-        return self.sent > 0 and set(self.codes) <= {"AA", "CA"}
+        return self.sent > 0 and set(self.codes) <= {"AA", "CA", "CA AA"}
 
 
 def ack_code(ack: bytes) -> str:
@@ -49,6 +49,9 @@ async def send_files(
         for path, message in messages:
             try:
                 code = ack_code(await client.send(message))
+                if code == "CA" and (wait := application_ack_wait(message, timeout_s)) is not None:
+                    second = await client.receive(wait)  # enhanced mode: the application ACK follows
+                    code = f"{code} {ack_code(second)}" if second is not None else code
             except MllpError as exc:  # timeouts and dropped connections: reported, then the next message
                 code = f"no answer ({type(exc).__name__})"
             report.sent += 1
@@ -59,6 +62,17 @@ async def send_files(
     finally:
         await client.close()
     return report
+
+
+def application_ack_wait(message: bytes, timeout_s: float) -> float | None:
+    """How long to wait for the application ACK after a CA, by MSH-16: the full timeout when
+    one always follows (AL, or empty in enhanced mode), a moment when it depends on the outcome."""
+    line = message.split(b"\r", 1)[0]
+    parts = line.split(line[3:4]) if len(line) > 3 else []
+    condition = parts[15].strip().upper() if len(parts) > 15 else b""
+    if condition == b"NE":
+        return None
+    return timeout_s if condition in (b"", b"AL") else min(timeout_s, 1.0)
 
 
 def count_messages(files: Sequence[Path]) -> int:

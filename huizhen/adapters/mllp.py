@@ -78,8 +78,9 @@ class PeerInfo:
 
 
 class FrameHandler(Protocol):
-    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | None:
-        """Handle one payload; return the answer (unframed, already encoded), or None."""
+    async def on_frame(self, payload: bytes, peer: PeerInfo) -> bytes | list[bytes] | None:
+        """Handle one payload; return the answer (unframed, already encoded), several
+        answers to be written as a frame each, in order, or None."""
 
     async def on_rejected(self, reason: RejectReason, head: bytes, peer: PeerInfo) -> bytes | None:
         """A frame that cannot be handled whole; ``head`` is its first bytes."""
@@ -155,8 +156,10 @@ class MllpServer:
         max_connections: int = 256,
         ssl_context: ssl.SSLContext | None = None,
         name: str = "mllp",
+        reuse_port: bool = False,
     ) -> None:
-        """``idle_timeout_s`` applies between frames, ``stall_timeout_s`` inside one."""
+        """``idle_timeout_s`` applies between frames, ``stall_timeout_s`` inside one;
+        ``reuse_port``: other processes may listen on the same port (the kernel spreads connections)."""
         if max_frame_bytes < 1 or max_connections < 1:
             raise ConfigurationError("max_frame_bytes and max_connections must be positive")
         self._handler = handler
@@ -169,6 +172,7 @@ class MllpServer:
         self._max_connections = max_connections
         self._ssl_context = ssl_context
         self._name = name
+        self._reuse_port = reuse_port
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connections: dict[str, _Connection] = {}
@@ -186,7 +190,9 @@ class MllpServer:
         if self._server is not None:
             raise RuntimeError("MllpServer already started")
         self._stopping = False
-        self._server = await asyncio.start_server(self._on_connect, self._host, self._port, ssl=self._ssl_context)
+        self._server = await asyncio.start_server(
+            self._on_connect, self._host, self._port, ssl=self._ssl_context, reuse_port=self._reuse_port or None
+        )
         log.info(
             "MLLP listener started",
             extra={
@@ -307,7 +313,7 @@ class MllpServer:
                 self.counters.truncated += 1
                 _warn(connection, "MLLP frame cut by a new start block (%d bytes)", event.size)
                 answer = await self._handler.on_rejected(RejectReason.TRUNCATED, event.head, peer)
-            frame = None if answer is None else encode(answer)
+            frame = None if answer is None else _frames(answer)
         except Exception:
             self.counters.handler_errors += 1
             log.exception("MLLP handler failed, closing the connection", extra=connection.extra)
@@ -337,6 +343,12 @@ class MllpServer:
         elif isinstance(event, Garbage):
             self.counters.garbage += 1
             _warn(connection, "MLLP garbage before end of stream skipped (%d bytes)", event.size)
+
+
+def _frames(answer: bytes | list[bytes]) -> bytes | None:
+    if isinstance(answer, bytes):
+        return encode(answer)
+    return b"".join(encode(a) for a in answer) or None
 
 
 def _warn(connection: _Connection, message: str, *args: object) -> None:

@@ -129,6 +129,25 @@ class MllpClient:
                 await self.close()
                 raise
 
+    async def receive(self, timeout_s: float | None = None) -> bytes | None:
+        """The next answer on the connection (a second ACK of an enhanced-mode message),
+        or None when none came within ``timeout_s`` (default: the ACK timeout)."""
+        async with self._lock:
+            if self._answers:
+                return self._answers.popleft()
+            if self._reader is None:
+                return None
+            try:
+                async with asyncio.timeout(self._ack_timeout_s if timeout_s is None else timeout_s):
+                    while not self._answers:
+                        await self._read_more()
+            except TimeoutError:
+                return None
+            except MllpError:
+                await self.close()
+                raise
+            return self._answers.popleft()
+
     async def stream(
         self, payloads: Iterable[bytes] | AsyncIterable[bytes], *, window: int = 1
     ) -> AsyncGenerator[bytes, None]:

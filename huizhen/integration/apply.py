@@ -23,6 +23,7 @@ from huizhen.integration.commands import (
     Command,
     DischargeEncounter,
     EntityLink,
+    LinkAcknowledgement,
     Linked,
     MergePatients,
     PatientRef,
@@ -108,6 +109,8 @@ class Applier:
                 await self._document(command)
             case BindPatientAlias():
                 await self._bind_alias(command)
+            case LinkAcknowledgement():
+                await self._link_acknowledgement(command)
             case Linked():
                 await self._linked(command)
 
@@ -352,6 +355,14 @@ class Applier:
         if patient is not None:
             patient.identifiers.append(alias)
             await self.repo.patients.save(patient)
+
+    async def _link_acknowledgement(self, cmd: LinkAcknowledgement) -> None:
+        sent = await self.repo.outbox.ids_by_control_id(cmd.control_id)
+        preferred = [i for i, destination in sent if destination == cmd.destination] or [i for i, _ in sent]
+        if preferred:
+            self._touched("OutboundMessage", preferred[-1])
+        else:
+            log.info("an inbound acknowledgement names no outbound message", extra={"control_id": cmd.control_id})
 
     async def _linked(self, cmd: Linked) -> None:
         entities = _entities(cmd.command)

@@ -175,6 +175,21 @@ class BindPatientAlias:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkAcknowledgement:
+    """An acknowledgement that arrived inbound: link it to the outbound message it answers.
+
+    ``control_id`` is the acknowledged message's control id (HL7 MSA-2),
+    ``destination`` the facility that sent the acknowledgement (a hint: the
+    outbound message to that facility is preferred). Nothing is changed; a
+    control id that matches no outbound message links nothing.
+    """
+
+    control_id: str
+    code: str
+    destination: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EntityLink:
     """An id field to fill before a command applies: ``field`` of each entity the command carries.
 
@@ -212,5 +227,6 @@ Command = (
     | AddImagingStudy
     | AddDocument
     | BindPatientAlias
+    | LinkAcknowledgement
     | Linked
 )

@@ -62,7 +62,7 @@ class Inbound:
 class Mapped:
     commands: tuple[Command, ...] = ()
     warnings: tuple[Any, ...] = ()
-    filtered: str | None = None  # why nothing is applied on purpose
+    filtered: str | None = None  # why no data is applied on purpose; ``commands`` may still link the message
 
 
 class Codec(Protocol):
@@ -178,10 +178,12 @@ class InboundEngine:
         self, codec: Codec, inbound: Inbound, msg: Message, job: Callable[[Repository], Awaitable[_Step]], *,
         new: bool,
     ) -> Result:
+        # the duplicate check and the journal row of one sender + control id never race another transaction
+        key = f"{inbound.sender}\x1f{inbound.control_id}"
         try:
-            step = await self.store.batched(job)
+            step = await self.store.batched(job, key=key)
         except HuizhenError as exc:  # the effects were rolled back; the message is journaled as failed
-            step = await self.store.batched(self._failure(codec, inbound, msg, exc, new=new))
+            step = await self.store.batched(self._failure(codec, inbound, msg, exc, new=new), key=key)
         if len(self._facility_ids) < _MAX_FACILITY_IDS:
             self._facility_ids.update(step.facilities)
         if msg.status is MessageStatus.DUPLICATE:
@@ -206,11 +208,9 @@ class InboundEngine:
         at = self.clock()
         applier = Applier(repo, actor=Actor.system(f"{codec.channel}:{inbound.sender}"), at=at, tz=self.tz,
                           committed_facilities=self._facility_ids)
-        if mapped.filtered is None:
-            await applier.apply_all(mapped.commands)
-            msg.status = MessageStatus.PROCESSED
-        else:
-            msg.status = MessageStatus.FILTERED
+        # a filtered message carries no data; its commands only link it (an inbound ACK to the outbound message)
+        await applier.apply_all(mapped.commands)
+        msg.status = MessageStatus.PROCESSED if mapped.filtered is None else MessageStatus.FILTERED
         msg.error = mapped.filtered
         msg.effects, msg.processed_at = applier.effects, at
         answer = codec.answer(inbound, Outcome.APPLIED, None, mapped.warnings)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import Conflict
@@ -19,8 +19,13 @@ from huizhen.integration.model import (
 )
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.prepared import Prepared
 from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
 
+# every lab result asks whether its order is a consultation's; almost never, so only the id is read
+_ID_BY_SOURCE_ORDER = Prepared(
+    select(t.consultations.c.id).where(t.consultations.c.source_order_idx == bindparam("key"))
+)
 _LINKS = {"Observation": "observation_ids", "ImagingStudy": "study_ids", "Document": "document_ids"}
 _TIMES = ("scheduled_at", "created_at", "submitted_at", "assigned_at", "started_at", "completed_at", "cancelled_at")
 
@@ -63,11 +68,8 @@ class Consultations(RepoBase):
 
     async def by_source_order(self, order: Identifier) -> Consultation | None:
         key = self.keyring.blind_index(order.system, order.value)
-        rows = (
-            await self.conn.execute(select(t.consultations).where(t.consultations.c.source_order_idx == key))
-        ).all()
-        found = await self._hydrate(rows)
-        return found[0] if found else None
+        found = await self.run(_ID_BY_SOURCE_ORDER, {"key": key})
+        return await self.get(found[0]["id"]) if found else None
 
     async def for_patients(self, patient_ids: Sequence[str]) -> list[Consultation]:
         rows = (

@@ -55,6 +55,14 @@ class Outbox(RepoBase):
         )
         return [self._message(r._mapping) for r in rows]
 
+    async def ids_by_control_id(self, control_id: str) -> list[tuple[str, str]]:
+        """``(id, destination)`` of the outbound messages sent with ``control_id``, oldest first."""
+        c = t.outbox.c
+        rows = await self.conn.execute(
+            select(c.id, c.destination).where(c.control_id == control_id).order_by(c.created_at)
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def channel_stats(self) -> dict[str, tuple[ChannelStats, int]]:
         """Per channel: (sent + failed as received/errors, last error, last send) and the queue depth."""
         c = t.outbox.c

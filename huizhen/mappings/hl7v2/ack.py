@@ -9,6 +9,7 @@ version defines: ERR-2..8 from v2.5 on, ERR-1 (with MSA-3 text) before.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,17 @@ def fallback_ack(
     """An ACK (AR by default) for input whose header could not be parsed or was refused."""
     header = salvage_header(raw)
     return build_ack(header, code, [error], control_id=control_id, timestamp=timestamp)
+
+
+_NEXT_MESSAGE = re.compile(rb"(?<=\r)(?=MSH)")
+
+
+def split_acks(answer: bytes) -> list[bytes]:
+    """The messages of an answer that holds several (enhanced mode: accept, then application ACK).
+
+    Cut where a segment starts with MSH: segment ids are ASCII in every HL7 charset.
+    """
+    return [part for part in _NEXT_MESSAGE.split(answer) if part]
 
 
 def _msh(header: MessageHeader, control_id: str, timestamp: datetime) -> str:

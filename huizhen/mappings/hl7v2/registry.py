@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .acknowledgement import ACK_TYPE, map_acknowledgement
 from .adt import PERSON_EVENTS, VISIT_EVENTS, map_admit_visit, map_discharge, map_merge, map_person
 from .context import Mapper, MappingContext, MappingResult
 from .errors import ErrorLocation, UnsupportedMessageType
@@ -15,7 +16,8 @@ from .referral import map_referral
 from .siu import map_schedule
 from .tables import ErrorCode
 
-MessageKey = tuple[str, str]  # (MSH-9.1, MSH-9.2): ("ADT", "A01")
+MessageKey = tuple[str, str]  # (MSH-9.1, MSH-9.2): ("ADT", "A01"); ("ACK", ANY_EVENT) for every trigger
+ANY_EVENT = "*"
 
 
 class MapperRegistry:
@@ -25,7 +27,7 @@ class MapperRegistry:
     def lookup(self, header: MessageHeader) -> Mapper:
         """The mapper for MSH-9; :class:`UnsupportedMessageType` (AR) when there is none."""
         key = (header.message_type.upper(), header.trigger_event.upper())
-        mapper = self._mappers.get(key)
+        mapper = self._mappers.get(key) or self._mappers.get((key[0], ANY_EVENT))
         if mapper is None:
             known_type = any(t == key[0] for t, _ in self._mappers)
             raise UnsupportedMessageType(
@@ -39,7 +41,7 @@ class MapperRegistry:
         return self.lookup(message.header)(message, context)
 
     def message_types(self) -> list[str]:
-        return sorted(f"{t}^{e}" for t, e in self._mappers)
+        return sorted(t if e == ANY_EVENT else f"{t}^{e}" for t, e in self._mappers)
 
 
 def default_mappers() -> dict[MessageKey, Mapper]:
@@ -53,6 +55,7 @@ def default_mappers() -> dict[MessageKey, Mapper]:
     mappers[("OMG", "O19")] = map_orders
     mappers[("REF", "I12")] = map_referral
     mappers.update(_each("SIU", ("S12", "S13", "S14"), map_schedule))
+    mappers[(ACK_TYPE, ANY_EVENT)] = map_acknowledgement
     return mappers
 
 

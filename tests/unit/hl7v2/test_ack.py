@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import hl7
 import pytest
 
-from huizhen.mappings.hl7v2.ack import Outcome, ack_plan, build_ack, fallback_ack
+from huizhen.mappings.hl7v2.ack import Outcome, ack_plan, build_ack, fallback_ack, split_acks
 from huizhen.mappings.hl7v2.errors import ErrorDetail, ErrorLocation, MappingError, Rejected
 from huizhen.mappings.hl7v2.parse import parse_message
 from huizhen.mappings.hl7v2.tables import AckCode, ErrorCode, Severity
@@ -201,6 +201,15 @@ def test_enhanced_mode_ack_asks_for_no_ack_back() -> None:
     msh = read_back(build_ack(header, AckCode.CA)).segment("MSH")
     assert (str(msh(15)), str(msh(16))) == ("NE", "NE")
     assert str(read_back(build_ack(header, AckCode.CA)).segment("MSA")(1)) == "CA"
+
+
+def test_split_acks_cuts_an_enhanced_answer_into_its_messages() -> None:
+    header = parse_message(message("PID|1||张三", ack_types="AL|AL", charset="GB 18030-2000", encoding="gb18030",
+                                   sender="HIS|青山镇卫生院")).header
+    accept, application = build_ack(header, AckCode.CA), build_ack(header, AckCode.AE, [PID_ERROR])
+    assert split_acks(accept + application) == [accept, application]
+    assert split_acks(accept) == [accept]
+    assert str(read_back(split_acks(accept + application)[1], "gb18030").segment("MSH")(6)) == "青山镇卫生院"
 
 
 def test_fallback_ack_keeps_a_chinese_sender_and_drops_an_unknown_charset() -> None:

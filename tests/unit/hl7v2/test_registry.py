@@ -15,6 +15,7 @@ from .conftest import corpus, message
 
 def test_default_message_types() -> None:
     assert default_registry().message_types() == [
+        "ACK",
         "ADT^A01",
         "ADT^A03",
         "ADT^A04",
