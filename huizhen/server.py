@@ -81,7 +81,8 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
                 await pool.start()
                 stack.push_async_callback(pool.stop)
         if settings.dicom_port:
-            dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings))
+            dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings),
+                                  authorizer=services.authorizer)
             await dicom.start()
             services.metrics.watch_dicom(dicom)
             stack.push_async_callback(dicom.stop)

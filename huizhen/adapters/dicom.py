@@ -9,6 +9,9 @@ and reach the asyncio loop through :class:`LoopBridge`:
 
 Associations are accepted only from the calling AE titles of
 ``HUIZHEN_DICOM_PEERS`` (see :mod:`dicom_peers`); a refused one is logged.
+An accepted peer acts as the ``his_system`` role of its facility, and each
+operation is a Casbin decision (C-STORE: ``study write``; C-FIND, C-MOVE,
+C-GET: ``study read``); a denied one is answered 0x0124 Not Authorized.
 Every socket gets TCP_NODELAY: pynetdicom writes a DIMSE response in small
 pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
 """
@@ -47,9 +50,12 @@ from huizhen.integration.errors import BadInput
 from huizhen.integration.events import EventBus
 from huizhen.integration.imaging import ImagingIndexer
 from huizhen.integration.store import Store
+from huizhen.rbac.enforcer import Authorizer
+from huizhen.rbac.rows import PLATFORM
 from huizhen.settings import Settings
 
 log = logging.getLogger(__name__)
+_PEER_ROLES = frozenset({"his_system"})  # what a DICOM peer is to the policy, in its facility
 
 _MAX_PDU = 256 * 1024  # fewer, larger P-DATA PDUs per instance than pynetdicom's 16 KiB default
 _QR_MODELS = (
@@ -72,8 +78,10 @@ class DicomListener:
         port: int | None = None,
         objects: ObjectStore | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.settings = settings
+        self.authorizer = authorizer  # None: the allow-list alone decides (tests of the listener by itself)
         self.policy = PeerPolicy.from_settings(settings)  # ConfigurationError in production without peers
         self.store = store
         self.bus = bus
@@ -169,11 +177,28 @@ class DicomListener:
     def _on_echo(self, event: DicomEvent) -> int:
         return int(Status.SUCCESS)
 
+    def _allowed(self, peer: Peer, action: str, operation: str) -> bool:
+        """A peer acts as the ``his_system`` role of its facility: the policy decides per operation."""
+        if self.authorizer is None:
+            return True
+        domain = peer.facility_code or PLATFORM
+        if self.authorizer.allowed(_PEER_ROLES, domain, "study", action):
+            return True
+        log.warning("DICOM %s refused by the policy: his_system in %s may not %s studies", operation, domain, action,
+                    extra={"calling_ae": peer.ae_title, "peer": peer.address})
+        return False
+
     def _on_store(self, event: DicomEvent) -> int:
-        return int(self._storage.store(event.encoded_dataset(), self._peer(event)))
+        peer = self._peer(event)
+        if not self._allowed(peer, "write", "C-STORE"):
+            return int(Status.NOT_AUTHORIZED)
+        return int(self._storage.store(event.encoded_dataset(), peer))
 
     def _on_find(self, event: DicomEvent) -> Iterator[tuple[int, Any]]:
         peer = self._peer(event)
+        if not self._allowed(peer, "read", "C-FIND"):
+            yield int(Status.NOT_AUTHORIZED), None
+            return
         try:
             identifier = event.identifier
             _check_root(str(event.request.AffectedSOPClassUID), identifier)
@@ -200,10 +225,14 @@ class DicomListener:
     def _on_move(self, event: DicomEvent) -> Iterator[Any]:
         destination = event.move_destination
         ae = destination.decode(errors="replace") if isinstance(destination, bytes) else str(destination or "")
-        yield from self._retrieve.move(event.identifier, ae, self._peer(event), lambda: event.is_cancelled)
+        peer = self._peer(event)
+        refused = not self._allowed(peer, "read", "C-MOVE")
+        yield from self._retrieve.move(event.identifier, ae, peer, lambda: event.is_cancelled, refused=refused)
 
     def _on_get(self, event: DicomEvent) -> Iterator[Any]:
-        yield from self._retrieve.get(event.identifier, self._peer(event), lambda: event.is_cancelled)
+        peer = self._peer(event)
+        refused = not self._allowed(peer, "read", "C-GET")
+        yield from self._retrieve.get(event.identifier, peer, lambda: event.is_cancelled, refused=refused)
 
 
 def _let_refused_close(server: ThreadedAssociationServer, within: float = 2.0) -> None:

@@ -53,15 +53,20 @@ class RetrieveService:
         self.destinations = destinations
         self.sub_association_handlers = sub_association_handlers or []
 
-    def move(self, identifier: Dataset, destination_ae: str, peer: Peer, is_cancelled: Any) -> Iterator[Any]:
-        """The EVT_C_MOVE yields: destination, number of sub-operations, (status, dataset)…"""
+    def move(
+        self, identifier: Dataset, destination_ae: str, peer: Peer, is_cancelled: Any, *, refused: bool = False,
+    ) -> Iterator[Any]:
+        """The EVT_C_MOVE yields: destination, number of sub-operations, (status, dataset)…
+
+        ``refused``: the policy denies the peer; answered 0x0124 without looking anything up."""
         address = self.destinations.get(destination_ae.strip())
         if address is None:
             log.warning("C-MOVE to an unknown destination", extra={"destination": destination_ae,
                                                                    "calling_ae": peer.ae_title})
             yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
             return
-        found = self._find(identifier, peer, f"C-MOVE to {destination_ae.strip()}")
+        what = f"C-MOVE to {destination_ae.strip()}"
+        found = Status.NOT_AUTHORIZED if refused else self._find(identifier, peer, what)
         if isinstance(found, Status):
             # the failure status can only be given after the destination and a sub-operation count
             yield address[0], address[1], {"contexts": [build_context(ImplicitVRLittleEndian)]}
@@ -73,9 +78,9 @@ class RetrieveService:
         yield len(found)
         yield from self._send(found, is_cancelled)
 
-    def get(self, identifier: Dataset, peer: Peer, is_cancelled: Any) -> Iterator[Any]:
+    def get(self, identifier: Dataset, peer: Peer, is_cancelled: Any, *, refused: bool = False) -> Iterator[Any]:
         """The EVT_C_GET yields: number of sub-operations, (status, dataset)…"""
-        found = self._find(identifier, peer, "C-GET")
+        found = Status.NOT_AUTHORIZED if refused else self._find(identifier, peer, "C-GET")
         if isinstance(found, Status):
             yield 1
             yield found, None

@@ -13,6 +13,7 @@ class Status(enum.IntEnum):
     SUB_OPERATIONS_WARNING = 0xB000  # C-MOVE/C-GET: some sub-operations failed
     RESPONSE_LIMIT = 0xB001  # C-FIND: matching reached the response limit
     # failures
+    NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.2: refused, the policy gives the peer's facility no such right
     OUT_OF_RESOURCES = 0xA700  # the object store or the index cannot take the instance now
     UNABLE_TO_CALCULATE_MATCHES = 0xA701  # C-MOVE/C-GET: the index did not answer
     MOVE_DESTINATION_UNKNOWN = 0xA801

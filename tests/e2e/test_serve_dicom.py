@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -41,3 +42,39 @@ def test_stored_study_reads_back_through_graphql(instance: Instance) -> None:
                         "seriesCount": 1, "instanceCount": 1}]
     channels = instance.gql(token, "{ channels { name state received } }")["data"]["channels"]
     assert {"name": "dicom", "state": "listening", "received": 1} in channels
+
+
+@pytest.mark.parametrize("instance", ["sqlite"], indirect=True)
+def test_each_dicom_operation_is_a_policy_decision(instance: Instance) -> None:
+    storescu, findscu = need_program("storescu"), need_program("findscu")
+    port = free_port()
+    instance.env.update(HUIZHEN_DICOM_PORT=str(port), HUIZHEN_DICOM_PEERS="TOWN_CT=QSWSY")
+    instance.start()
+    officer = instance.run("token", "--sub", "sec-1", "--role", "security_officer").stdout.strip()
+    rule = '{subject: "his_system", domain: "*", object: "study", action: "%s"}'
+    for action in ("write", "read"):
+        removed = instance.gql(officer, "mutation { removePolicy(input: %s) }" % (rule % action))
+        assert removed["data"]["removePolicy"] is True, removed
+
+    def store() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [storescu, "-v", "-aet", "TOWN_CT", "-aec", "HUIZHEN", "127.0.0.1", str(port), str(corpus("CT_small.dcm"))],
+            capture_output=True, text=True, timeout=60, env={**instance.env, "TCP_NODELAY": "1"},
+        )
+
+    refused = store()
+    assert re.search(r"0x0?124\b", refused.stdout + refused.stderr)  # PS3.7 C.5: Refused, Not Authorized
+    find = subprocess.run(
+        [findscu, "-v", "-S", "-aet", "TOWN_CT", "-aec", "HUIZHEN", "-k", "QueryRetrieveLevel=STUDY",
+         "-k", "PatientID=*", "-k", "StudyInstanceUID", "127.0.0.1", str(port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert re.search(r"0x0?124\b", find.stdout + find.stderr)
+    clinical = instance.run("token", "--sub", "coord-1", "--role", "coordinator").stdout.strip()
+    none = instance.gql(clinical, '{ patients(identifier: "1CT1") { totalCount } }')["data"]["patients"]
+    assert none == {"totalCount": 0}  # nothing of the refused store was kept
+    restored = instance.gql(officer, "mutation { addPolicy(input: %s) { action } }" % (rule % "write"))
+    assert restored["data"]["addPolicy"] == {"action": "write"}
+    assert store().returncode == 0
+    found = instance.gql(clinical, '{ patients(identifier: "1CT1") { totalCount } }')["data"]["patients"]
+    assert found == {"totalCount": 1}
