@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from huizhen import __version__
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
@@ -28,6 +30,7 @@ from huizhen.adapters.hl7_outbound import CHANNEL as OUTBOUND
 from huizhen.adapters.hl7_outbound import OutboundSender, ReportQueue
 from huizhen.adapters.http_auth import BearerAuth
 from huizhen.graphql.app import graphql_app
+from huizhen.graphql.http import BodyLimit, RequestId
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
 from huizhen.integration.crypto import load_or_create_keyring
@@ -148,10 +151,18 @@ def build_app(services: Services) -> Starlette:
         yield
         await services.close()
 
-    gql = BearerAuth(
-        graphql_app(services), services.tokens,
-        allow_ide_page=services.settings.graphiql_enabled,
+    settings = services.settings
+    gql: ASGIApp = BearerAuth(
+        BodyLimit(graphql_app(services), settings.graphql_max_body_bytes), services.tokens,
+        allow_ide_page=settings.graphiql_enabled, defer_websocket=True,
     )
+    if settings.origins:  # browsers on these origins may call the API (WebSocket origins: the GraphQL app)
+        gql = CORSMiddleware(
+            gql, allow_origins=settings.origins, allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"],
+            max_age=600,
+        )
+    gql = RequestId(gql)
     fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens))
     return Starlette(
         routes=[

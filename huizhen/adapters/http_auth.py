@@ -17,10 +17,15 @@ from huizhen.rbac.identity import AuthenticationError, TokenService
 
 
 class BearerAuth:
-    def __init__(self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False, defer_websocket: bool = False
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.allow_ide_page = allow_ide_page
+        # GraphQL: a WebSocket without a token in the handshake authenticates in connection_init,
+        # which the app behind checks before anything else runs (huizhen/graphql/app.py)
+        self.defer_websocket = defer_websocket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -30,16 +35,21 @@ class BearerAuth:
         if scope["type"] == "http" and self._ide_page(scope, headers):
             await self.app(scope, receive, send)  # the static GraphiQL page carries no data
             return
+        authorization = headers.get("authorization")
+        if scope["type"] == "websocket" and authorization is None:
+            token = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
+            if not token and self.defer_websocket:
+                await self.app(scope, receive, send)
+                return
+            authorization = f"Bearer {token}" if token else None
         try:
-            if scope["type"] == "websocket" and "authorization" not in headers:
-                token = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
-                principal = self.tokens.verify_header(f"Bearer {token}" if token else None)
-            else:
-                principal = self.tokens.verify_header(headers.get("authorization"))
+            principal = self.tokens.verify_header(authorization)
         except AuthenticationError as exc:
             await _reject(scope, receive, send, str(exc))
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state["token"] = (authorization or "").partition(" ")[2].strip()
         await self.app(scope, receive, send)
 
     def _ide_page(self, scope: Scope, headers: dict[str, str]) -> bool:

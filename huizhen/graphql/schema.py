@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from huizhen.graphql.errors import ErrorCodes
 from huizhen.graphql.journal import Channel, Message
+from huizhen.graphql.matching import MatchingQuery
+from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
 from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.subscriptions import Subscription
 from huizhen.graphql.types import (
     Connection,
     ConsultationStatus,
@@ -22,8 +27,10 @@ from huizhen.graphql.types import (
     connection,
     iso,
 )
+from huizhen.graphql.worklist import ConsultationSort, facility_id, parse_time
 from huizhen.integration import model as m
 from huizhen.integration.consultations import ConsultationRequest
+from huizhen.integration.repo.consultations import WorkListSort
 
 
 @strawberry.input
@@ -38,7 +45,7 @@ class ConsultationInput:
 
 
 @strawberry.type
-class Query:
+class BaseQuery:
     @strawberry.field
     def me(self, info: Info) -> Viewer:
         p = info.context.principal
@@ -77,12 +84,22 @@ class Query:
         urgency: Urgency | None = None,
         first: int | None = None,
         after: str | None = None,
+        facility: str | None = None,
+        created_from: str | None = None,
+        created_to: str | None = None,
+        sort: ConsultationSort = ConsultationSort.NEWEST,
     ) -> Connection[Consultation]:
+        """The work-list. ``facility`` is a facility code; ``createdFrom`` (inclusive) and
+        ``createdTo`` (exclusive) are ISO 8601 times with offset."""
         async with info.context.services.store.read() as repo:
             page = await repo.consultations.search(
                 statuses=[m.ConsultationStatus(s.value) for s in status or []],
                 department=department,
                 urgency=m.Urgency(urgency.value) if urgency else None,
+                facility_id=await facility_id(repo, facility),
+                created_from=parse_time(created_from, "createdFrom"),
+                created_to=parse_time(created_to, "createdTo"),
+                sort=WorkListSort(sort.value),
                 first=first,
                 after=after,
             )
@@ -205,18 +222,32 @@ class Mutation:
         return Message(_m=await info.context.services.reprocess(str(id)))
 
 
+Query = merge_types("Query", (BaseQuery, MatchingQuery))
+
+
 class _Schema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         """Logging happens in :class:`ErrorCodes`: domain errors are answers, not incidents."""
 
 
-def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+def build_schema(
+    *, max_depth: int = 12, introspection: bool = True, persisted: PersistedQueries | None = None
+) -> strawberry.Schema:
+    """``introspection=False`` (production) refuses ``__schema``/``__type``; ``persisted`` checks
+    documents against the allow-list and looks hashes up (see :mod:`.persisted`)."""
+    guards: list[Any] = []
+    if persisted is not None:
+        guards.append(lambda: PersistedQueryCheck(persisted))
+    if not introspection:
+        guards.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return _Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
+            *guards,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),

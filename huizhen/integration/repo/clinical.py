@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from huizhen.integration import tables as t
 from huizhen.integration.model import (
     Coding,
+    Document,
     Encounter,
     Identifier,
     ImagingInstance,
@@ -105,6 +106,20 @@ class Clinical(RepoBase):
     async def studies_by_ids(self, ids: Sequence[str]) -> list[ImagingStudy]:
         rows = (await self.conn.execute(select(t.imaging_studies).where(t.imaging_studies.c.id.in_(list(ids))))).all()
         return await self._studies(rows)
+
+    async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
+        rows = await self.conn.execute(
+            select(t.documents).where(t.documents.c.id.in_(list(ids))).order_by(t.documents.c.created_at.desc())
+        )
+        return [
+            Document(
+                id=m["id"], patient_id=m["patient_id"], title=m["title"], content_type=m["content_type"],
+                text=self.keyring.decrypt_text(m["text_enc"]), object_key=m["object_key"],
+                identifiers=identifiers_from_json(m["identifiers"]), consultation_id=m["consultation_id"],
+                created_at=m["created_at"],
+            )
+            for m in (r._mapping for r in rows)
+        ]
 
     async def _studies(self, rows: Sequence[Any]) -> list[ImagingStudy]:
         ids = [r.id for r in rows]
