@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from huizhen.integration.errors import BadInput, ConfigurationError, HuizhenError
@@ -116,5 +117,9 @@ class PersistedQueryCheck(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         ctx = self.execution_context
-        ctx.query = self.registry.resolve(ctx.query, ctx.operation_extensions)
+        try:
+            ctx.query = self.registry.resolve(ctx.query, ctx.operation_extensions)
+        except HuizhenError as exc:
+            # raised before the operation runs, so ErrorCodes never sees it: coded here
+            raise GraphQLError(str(exc), extensions={"code": exc.code}) from exc
         yield

@@ -239,7 +239,7 @@ def build_schema(
     if persisted is not None:
         guards.append(lambda: PersistedQueryCheck(persisted))
     if not introspection:
-        guards.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return _Schema(
         query=Query,
         mutation=Mutation,
