@@ -49,6 +49,9 @@ async def seed(store: Store, n: int, *, observations: int = 7, start: int = 0) -
         out.doctor = await repo.directory.save_practitioner(Practitioner(
             id="doc1", name=HumanName.of("孙", ("丽",)), facility_id=out.facilities[0].id, department="全科",
         ))
+        await repo.directory.save_practitioner(Practitioner(
+            id="doc2", name=HumanName.of("赵", ("敏",)), facility_id=out.facilities[1].id, department="全科",
+        ))
         for i, dept in enumerate(DEPARTMENTS * 2):
             out.experts.append(await repo.directory.save_practitioner(Practitioner(
                 id=f"exp{i + 1}", name=HumanName.of("王", (f"专家{i + 1}",)), department=dept,
@@ -90,7 +93,7 @@ async def _one(repo: Repository, out: Seeded, i: int, observations: int) -> None
     c = Consultation(
         id=f"c{i:05d}", number=f"HZ-20260301-{i:05d}", patient_id=p.id, department=expert.department or "",
         urgency=URGENCIES[i % 3], chief_complaint="胸闷三天", status=status, facility_id=facility.id,
-        requester_id="doc1", expert_id=None if status is ConsultationStatus.PENDING else expert.id,
+        requester_id=f"doc{i % 2 + 1}", expert_id=None if status is ConsultationStatus.PENDING else expert.id,
         disease_code="I20.0", created_at=at, study_ids=[ref.id], observation_ids=[f"obs{i}-0"],
         timeline=[TimelineEvent(at=at, type="CREATED", actor="doc1", detail=f"HZ-20260301-{i:05d}")],
     )

@@ -64,6 +64,10 @@ class BearerAuth:
 async def _reject(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
+        # accepted, then closed: a refused handshake would reach the client as a bare HTTP 403,
+        # whereas 4401 tells it to get a token (the subprotocol echoed so that browsers take the close)
+        offered = [p.strip() for p in dict(scope["headers"]).get(b"sec-websocket-protocol", b"").decode().split(",")]
+        await send({"type": "websocket.accept", **({"subprotocol": offered[0]} if offered[0] else {})})
         await send({"type": "websocket.close", "code": 4401, "reason": "Unauthorized"})
         return
     body = json.dumps(

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from huizhen.graphql.context import Context, make_loaders
 from huizhen.graphql.persisted import PersistedQueries
@@ -70,7 +71,7 @@ class HuizhenGraphQL(GraphQL[Context, None]):
             event_views=self.event_views,
         )
 
-    async def on_ws_connect(self, context: Context) -> None:
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}
         token = _payload_token(params)
         if token is not None:
@@ -85,7 +86,7 @@ class HuizhenGraphQL(GraphQL[Context, None]):
             raise ConnectionRejectionError(
                 {"message": "connection_init must carry Authorization: Bearer <token>", "code": "UNAUTHENTICATED"}
             )
-        return None
+        return UNSET  # a bare connection_ack
 
 
 def _payload_token(params: dict[str, Any]) -> str | None:

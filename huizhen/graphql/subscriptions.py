@@ -35,15 +35,15 @@ from huizhen.graphql.records import Consultation
 from huizhen.graphql.types import ImagingStudy, Info, TimelineEvent, iso
 from huizhen.integration import model as m
 from huizhen.integration.consultations import TOPIC as CONSULTATION_TOPIC
+from huizhen.integration.engine import MESSAGE_TOPIC
 from huizhen.integration.errors import BadInput
 from huizhen.integration.events import Event
 from huizhen.integration.events import Subscription as BusSubscription
+from huizhen.integration.imaging import STUDY_TOPIC
 from huizhen.integration.paging import decode_cursor, encode_cursor
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import AuthenticationError
 
-MESSAGE_TOPIC = "message"
-STUDY_TOPIC = "study"
 JOURNAL_READERS = frozenset({"integration_admin"})
 _REPLAY_BATCH = 500
 _CACHE = 256

@@ -139,7 +139,7 @@ async def test_contract_fields_of_consultation_and_practitioner(
         id="c00001",
     )
     c = data["consultation"]
-    assert c["number"] == "HZ-20260301-00001" and c["requester"] == {"id": "doc1"}
+    assert c["number"] == "HZ-20260301-00001" and c["requester"] == {"id": "doc2"}
     assert c["facility"] == {"code": "CHC002", "name": "东城社区卫生服务中心"}
     assert c["expert"]["title"] == "CHIEF" and c["expert"]["online"] is True
     assert c["expert"]["expertise"] == ["J18.9"] and c["expert"]["avgResponseMinutes"] == 11.0
