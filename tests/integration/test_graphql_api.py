@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from sqlalchemy import event
 
 from huizhen.integration.model import EntityRef, Message, MessageStatus
 from tests.graphql_seed import Seeded, seed
 from tests.helpers import GraphQLClient, RunningServer, running_server
+from tests.ws_client import graphql_socket
 
 WORKLIST = """
 query($first: Int, $after: String, $status: [ConsultationStatus!], $department: String, $urgency: Urgency,
@@ -236,6 +238,14 @@ async def test_production_guard_rails(production_server: Any) -> None:
             assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.org"
             r = await http.options("/graphql", headers={**pre, "origin": "https://evil.example"})
             assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
+            # WebSockets: the same origins (a page elsewhere cannot open one with the user's cookies)
+            for origin, allowed in (("https://app.example.org", True), ("https://evil.example", False)):
+                try:
+                    async with graphql_socket(srv.base_url, headers={"Origin": origin}) as ws:
+                        assert (await ws.init({"token": token}))["type"] == "connection_ack"
+                    assert allowed, origin
+                except websockets.InvalidStatus as exc:
+                    assert not allowed and exc.response.status_code == 403, origin
             # still serving
             assert (await http.post("/graphql", json={"query": doc})).status_code == 200
 
