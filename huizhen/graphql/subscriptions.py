@@ -65,7 +65,12 @@ class _SingleFlight:
             self._tasks[key] = task
             while len(self._tasks) > _CACHE:
                 self._tasks.popitem(last=False)
-        result: V = await asyncio.shield(task)
+        try:
+            result: V = await asyncio.shield(task)
+        except Exception:
+            if self._tasks.get(key) is task:  # a failed load is not remembered: the next event tries again
+                del self._tasks[key]
+            raise
         return result
 
 
@@ -177,7 +182,9 @@ class Subscription:
             replayed: set[tuple[str, int]] = set()
             while after is not None:
                 async with info.context.services.store.read() as repo:
-                    batch = await repo.consultations.timeline_since(after, limit=_REPLAY_BATCH)
+                    batch = await repo.consultations.timeline_since(
+                        after, consultation_id=str(id) if id is not None else None, limit=_REPLAY_BATCH
+                    )
                 for c, e, seq in batch:
                     replayed.add((c.id, seq))
                     if (id is None or c.id == str(id)) and scope.sees_consultation(c):

@@ -134,7 +134,8 @@ class Consultations(RepoBase):
         )
 
     async def timeline_since(
-        self, after: tuple[datetime, str, int] | None, *, until: datetime | None = None, limit: int = 500
+        self, after: tuple[datetime, str, int] | None, *, consultation_id: str | None = None,
+        until: datetime | None = None, limit: int = 500,
     ) -> list[tuple[Consultation, TimelineEvent, int]]:
         """Timeline events after ``(at, consultation id, seq)`` in that order, with their consultations.
 
@@ -149,6 +150,8 @@ class Consultations(RepoBase):
                 e.at > at,
                 and_(e.at == at, or_(e.consultation_id > cid, and_(e.consultation_id == cid, e.seq > seq))),
             ))
+        if consultation_id is not None:
+            q = q.where(e.consultation_id == consultation_id)
         if until is not None:
             q = q.where(e.at <= until)
         rows = (await self.conn.execute(q.order_by(e.at, e.consultation_id, e.seq).limit(limit))).all()
