@@ -85,6 +85,8 @@ async def test_worklist_page_costs_the_same_statements_for_10_and_50(
         assert len(page["edges"]) == size and page["totalCount"] == 60
         node = page["edges"][0]["node"]
         assert len(node["patient"]["observations"]) == 5 and node["imagingStudies"][0]["modalities"] == ["CT"]
+        times = [o["effectiveAt"] for o in node["patient"]["observations"]]
+        assert times == sorted(times, reverse=True) and times[0] == "2026-03-01T22:00:00+08:00"  # the latest 5 of 7
         counts[size] = counter.count
     assert counts[10] == counts[50], counts
     # measured 18 on SQLite: 6 read transactions (BEGIN each) — consultations (count, page, timeline,
