@@ -6,6 +6,7 @@ import strawberry
 
 from huizhen.graphql.types import Info, MessageStatus, iso
 from huizhen.integration import model as m
+from huizhen.integration.paging import encode_cursor
 
 
 @strawberry.type
@@ -61,6 +62,10 @@ class Message:
     @strawberry.field
     def ack(self) -> str | None:
         return self._m.ack
+
+    @strawberry.field(description="Pass as `since` to messageProcessed when reconnecting.")
+    def journal_cursor(self) -> str:
+        return encode_cursor(self._m.received_at.isoformat(), self._m.id)
 
     @strawberry.field(description="The entities this message created or changed.")
     def effects(self) -> list[EntityReference]:

@@ -250,18 +250,41 @@ class Subscription:
                 if scope.sees_patient(patient, consultations):
                     yield ImagingStudy(_m=study)
 
-    @strawberry.subscription(description="Journaled messages as they are processed; for integration admins.")
+    @strawberry.subscription(
+        description="Journaled messages as they are processed; for integration admins. "
+        "`since`: a `journalCursor`; the messages answered after it are replayed first."
+    )
     async def message_processed(
-        self, info: Info, channel: str | None = None
+        self, info: Info, channel: str | None = None, since: str | None = None
     ) -> AsyncGenerator[Message, None]:
         if not JOURNAL_READERS & set(info.context.principal.roles):
             raise Forbidden("messageProcessed is for integration admins")
         views = _views(info)
-        with _subscribed(info, MESSAGE_TOPIC) as sub:
+        after = _journal_since(since) if since else None
+        with _subscribed(info, MESSAGE_TOPIC) as sub:  # before the replay: no gap
+            replayed: set[tuple[str, str]] = set()
+            while after is not None:
+                async with info.context.services.store.read() as repo:
+                    batch = await repo.journal.answered_since(after, channel=channel, limit=_REPLAY_BATCH)
+                for msg in batch:
+                    replayed.add((msg.id, msg.status.value))
+                    yield Message(_m=msg)
+                after = (batch[-1].received_at, batch[-1].id) if len(batch) == _REPLAY_BATCH else None
             async for event in _events(info, sub):
                 d = event.data
                 if channel is not None and d.get("channel") != channel:
                     continue
-                msg = await views.message(str(d.get("id")), str(d.get("status")))
-                if msg is not None:
-                    yield Message(_m=msg)
+                key = (str(d.get("id")), str(d.get("status")))
+                if key in replayed:
+                    continue
+                live = await views.message(*key)
+                if live is not None:
+                    yield Message(_m=live)
+
+
+def _journal_since(cursor: str) -> tuple[datetime, str]:
+    at, mid = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(at), str(mid)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"invalid cursor {cursor!r}") from exc

@@ -22,7 +22,8 @@ from tests.ws_client import LEGACY_WS, SubscriptionEnded, graphql_socket
 UPDATED = """subscription($id: ID, $since: String) { consultationUpdated(id: $id, since: $since) {
   cursor event { type actor } consultation { id number status facility { code } } } }"""
 QUEUE = "subscription($d: String) { consultationQueue(department: $d) { id number status department } }"
-MESSAGES = "subscription { messageProcessed(channel: \"mllp\") { channel type controlId status } }"
+MESSAGES = """subscription($since: String) { messageProcessed(channel: "mllp", since: $since) {
+  channel type controlId status journalCursor } }"""
 STUDIES = "subscription { studyReceived { studyInstanceUid modalities } }"
 
 ADT = (
@@ -173,14 +174,29 @@ async def test_message_processed_for_integration_admins(server: RunningServer) -
             await doctor.next(s_doctor)
         assert "FORBIDDEN" in json.dumps(refused.value.doc)
         await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["mllp"])
-        writer.write(b"\x0b" + ADT.format(n=1).encode() + b"\x1c\r")
-        await writer.drain()
-        ack = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30)
-        writer.close()
-        assert b"MSA|AA|CTRL-1" in ack
+        assert b"MSA|AA|CTRL-1" in await send_hl7(server, 1)
         msg = (await admin.next(s_admin, timeout=30))["messageProcessed"]
+        cursor = msg.pop("journalCursor")
         assert msg == {"channel": "mllp", "type": "ADT^A01", "controlId": "CTRL-1", "status": "PROCESSED"}
+    # two more while nobody listens; a reconnect with the cursor replays them, then goes live
+    for n in (2, 3):
+        assert b"MSA|AA" in await send_hl7(server, n)
+    async with graphql_socket(server.base_url) as admin:
+        await admin.init(bearer(server, "ops1", "integration_admin", "*"))
+        sid = await admin.subscribe(MESSAGES, since=cursor)
+        assert [(await admin.next(sid))["messageProcessed"]["controlId"] for _ in range(2)] == ["CTRL-2", "CTRL-3"]
+        assert b"MSA|AA" in await send_hl7(server, 4)
+        assert (await admin.next(sid, timeout=30))["messageProcessed"]["controlId"] == "CTRL-4"
+
+
+async def send_hl7(server: RunningServer, n: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["mllp"])
+    try:
+        writer.write(b"\x0b" + ADT.format(n=n).encode() + b"\x1c\r")
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30)
+    finally:
+        writer.close()
 
 
 async def test_study_received_from_a_dicom_modality(server: RunningServer) -> None:

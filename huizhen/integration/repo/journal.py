@@ -107,6 +107,20 @@ class Journal(RepoBase):
                     out[eid].append(m)
         return out
 
+    async def answered_since(
+        self, after: tuple[datetime, str] | None, *, channel: str | None = None, limit: int = 500
+    ) -> list[Message]:
+        """Messages past RECEIVED after ``(received_at, id)``, oldest first: the replay of
+        ``messageProcessed(since:)``."""
+        c = t.messages.c
+        q = select(t.messages).where(c.status != MessageStatus.RECEIVED.value)
+        if channel is not None:
+            q = q.where(c.channel == channel)
+        if after is not None:
+            q = q.where(keyset_after(c.received_at, c.id, after[0], after[1], descending=False))
+        rows = await self.conn.execute(q.order_by(c.received_at, c.id).limit(limit))
+        return [self._message(r._mapping) for r in rows]
+
     async def channel_stats(self) -> dict[str, ChannelStats]:
         """Per channel: messages received, errors, the last error and the last arrival."""
         c = t.messages.c
