@@ -168,6 +168,17 @@ async def test_match_experts_and_assign_best(server: RunningServer, seeded: Seed
     # c00000 is PENDING in 心血管内科 and names no expert: assignExpert without expertId takes the best
     assigned = await coordinator.execute('mutation { assignExpert(id: "c00000") { status expert { id } } }')
     assert assigned["assignExpert"] == {"status": "ASSIGNED", "expert": {"id": matches[0]["expert"]["id"]}}
+    # nobody online treats it: a clear error, and the consultation stays in the queue
+    created = await coordinator.execute(
+        """mutation($i: ConsultationInput!) { requestConsultation(input: $i) { id } }""",
+        i={"patientId": "pat0", "department": "皮肤科", "urgency": "ROUTINE", "chiefComplaint": "皮疹一周",
+           "diseaseCode": "L30.9"},
+    )
+    cid = created["requestConsultation"]["id"]
+    await coordinator.execute("mutation($id: ID!) { submitConsultation(id: $id) { id } }", id=cid)
+    assert await coordinator.error_code("mutation($id: ID!) { assignExpert(id: $id) { id } }", id=cid) == "BAD_INPUT"
+    assert (await coordinator.execute("query($id: ID!) { consultation(id: $id) { status } }", id=cid)) == {
+        "consultation": {"status": "PENDING"}}
 
 
 async def test_sources_name_the_journaled_messages(
