@@ -10,7 +10,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -258,8 +257,8 @@ def build_schema(
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),
-            # a front end sends the same few documents again and again: parse and validate each once
-            lambda: ParserCache(maxsize=256),
+            # a front end sends the same few documents again and again: validate each once (no
+            # ParserCache: its syntax errors escape the hooks that give every error a code)
             lambda: ValidationCache(maxsize=256),
         ],
     )

@@ -143,7 +143,8 @@ async def _events(info: Info, sub: BusSubscription) -> AsyncGenerator[Event, Non
         if remaining is not None and remaining <= 0:
             raise AuthenticationError("token expired; subscribe again with a fresh token")
         try:
-            event = await asyncio.wait_for(sub.queue.get(), timeout=remaining)
+            async with asyncio.timeout(remaining):  # no task per event, unlike wait_for
+                event = await sub.queue.get()
         except TimeoutError:
             continue  # the check above ends it
         ctx.loaders = make_loaders(ctx.services)  # a subscription outlives a request: no stale cache
