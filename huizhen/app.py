@@ -18,9 +18,11 @@ from pathlib import Path
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from huizhen import __version__
 from huizhen.adapters.dicomweb import DicomWeb
@@ -37,6 +39,7 @@ from huizhen.adapters.http_auth import BearerAuth
 from huizhen.adapters.objects import ObjectStore
 from huizhen.adapters.signaling import SignalingHub
 from huizhen.graphql.app import graphql_app
+from huizhen.graphql.http import BodyLimit
 from huizhen.integration import migrate
 from huizhen.integration.casebook import CaseArchiver, chain
 from huizhen.integration.consultations import ConsultationService
@@ -240,10 +243,17 @@ def build_app(services: Services) -> Starlette:
             yield
         await services.close()
 
-    gql = BearerAuth(
-        graphql_app(services), services.tokens,
-        allow_ide_page=services.settings.graphiql_enabled, on_failure=services.login_failed,
+    settings = services.settings
+    gql: ASGIApp = BearerAuth(
+        BodyLimit(graphql_app(services), settings.graphql_max_body_bytes), services.tokens,
+        allow_ide_page=settings.graphiql_enabled, on_failure=services.login_failed, defer_websocket=True,
     )
+    if settings.origins:  # browsers on these origins may call the API (WebSocket origins: the GraphQL app)
+        gql = CORSMiddleware(
+            gql, allow_origins=settings.origins, allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"],
+            max_age=600,
+        )
     fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens, on_failure=services.login_failed))
     dicomweb = DicomWeb(
         services.store, ObjectStore(services.settings.data_dir / "dicom"), tz=services.settings.tz,
@@ -254,6 +264,7 @@ def build_app(services: Services) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", gql),
+            WebSocketRoute("/graphql", gql),  # subscriptions: graphql-transport-ws and graphql-ws
             Route("/fhir", fhir),  # the FHIR base itself: transaction and batch Bundles
             Mount("/fhir", app=fhir),
             *ops_routes(services),

@@ -363,6 +363,24 @@ class Settings(BaseModel):
                 raise ValueError("must be a character set Python knows, such as GB18030") from exc
         return v or None
 
+    # GraphQL at /graphql (huizhen/graphql/)
+    graphql_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger requests: 413, never parsed
+    persisted_queries_file: Path | None = None  # JSON {sha256: document} or one sha256 a line
+    persisted_queries_only: bool = False  # production: run only documents on the allow-list
+    cors_origins: str | None = None  # comma-separated origins allowed to call /graphql from a browser; none
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str | None) -> str | None:
+        for origin in filter(None, (o.strip() for o in (v or "").split(","))):
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError("must be comma-separated origins such as https://app.example.org")
+        return v or None
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip()]
+
 
 _SECRETS = frozenset({"data_key", "index_key", "pseudonym_key"})
 _MAX_PRODUCTION_TTL_S = 24 * 3600

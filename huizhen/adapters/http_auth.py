@@ -25,12 +25,16 @@ OnFailure = Callable[[str | None, str, str], Awaitable[None]]
 
 class BearerAuth:
     def __init__(
-        self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False, on_failure: OnFailure | None = None
+        self, app: ASGIApp, tokens: TokenService, *, allow_ide_page: bool = False,
+        on_failure: OnFailure | None = None, defer_websocket: bool = False,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.allow_ide_page = allow_ide_page
         self.on_failure = on_failure
+        # GraphQL: a WebSocket without a token in the handshake authenticates in connection_init,
+        # which the app behind checks before anything else runs (huizhen/graphql/app.py)
+        self.defer_websocket = defer_websocket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -40,17 +44,22 @@ class BearerAuth:
         if scope["type"] == "http" and self._ide_page(scope, headers):
             await self.app(scope, receive, send)  # the static GraphiQL page carries no data
             return
+        authorization = headers.get("authorization")
+        if scope["type"] == "websocket" and authorization is None:
+            token = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
+            if not token and self.defer_websocket:
+                await self.app(scope, receive, send)
+                return
+            authorization = f"Bearer {token}" if token else None
         try:
-            if scope["type"] == "websocket" and "authorization" not in headers:
-                token = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
-                principal = self.tokens.verify_header(f"Bearer {token}" if token else None)
-            else:
-                principal = self.tokens.verify_header(headers.get("authorization"))
+            principal = self.tokens.verify_header(authorization)
         except AuthenticationError as exc:
             await self._failed(scope, str(exc))
             await _reject(scope, receive, send, str(exc))
             return
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state["token"] = (authorization or "").partition(" ")[2].strip()
         await self.app(scope, receive, send)
 
     async def _failed(self, scope: Scope, reason: str) -> None:
@@ -75,6 +84,10 @@ class BearerAuth:
 async def _reject(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
+        # accepted, then closed: a refused handshake would reach the client as a bare HTTP 403,
+        # whereas 4401 tells it to get a token (the subprotocol echoed so that browsers take the close)
+        offered = [p.strip() for p in dict(scope["headers"]).get(b"sec-websocket-protocol", b"").decode().split(",")]
+        await send({"type": "websocket.accept", **({"subprotocol": offered[0]} if offered[0] else {})})
         await send({"type": "websocket.close", "code": 4401, "reason": "Unauthorized"})
         return
     body = json.dumps(

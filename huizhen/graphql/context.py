@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
-from huizhen.integration.model import Actor, Facility, Patient, Practitioner
+from huizhen.integration.model import (
+    Actor,
+    Consultation,
+    Document,
+    Facility,
+    ImagingStudy,
+    Message,
+    Observation,
+    Patient,
+    Practitioner,
+)
 from huizhen.rbac.audit import AuditBuffer
 from huizhen.rbac.identity import Principal
 from huizhen.rbac.rows import PLATFORM, Scope
@@ -16,17 +26,68 @@ from huizhen.rbac.viewer import resolve_scope
 
 if TYPE_CHECKING:
     from huizhen.app import Services
+    from huizhen.graphql.subscriptions import EventViews
 
 
 @dataclass
 class Loaders:
+    """One per request: every relation of a page is fetched in one statement (or a fixed few)."""
+
     patient: DataLoader[str, Patient | None]
     practitioner: DataLoader[str, Practitioner | None]
     facility: DataLoader[str, Facility | None]
+    observation: DataLoader[str, Observation | None]
+    study: DataLoader[str, ImagingStudy | None]
+    document: DataLoader[str, Document | None]
+    # (patient id, latest N or None for all): newest first
+    patient_observations: DataLoader[tuple[str, int | None], list[Observation]]
+    patient_studies: DataLoader[str, list[ImagingStudy]]
+    patient_consultations: DataLoader[str, list[Consultation]]
+    sources: DataLoader[str, list[Message]]  # entity id -> the journaled messages that touched it
 
 
 def make_loaders(services: Services) -> Loaders:
     store = services.store
+
+    async def observations(ids: Sequence[str]) -> list[Observation | None]:
+        async with store.read() as repo:
+            found = {o.id: o for o in await repo.clinical.observations_by_ids(ids)}
+        return [found.get(i) for i in ids]
+
+    async def studies(ids: Sequence[str]) -> list[ImagingStudy | None]:
+        async with store.read() as repo:
+            found = {s.id: s for s in await repo.clinical.studies_by_ids(ids)}
+        return [found.get(i) for i in ids]
+
+    async def documents(ids: Sequence[str]) -> list[Document | None]:
+        async with store.read() as repo:
+            found = {d.id: d for d in await repo.clinical.documents_by_ids(ids)}
+        return [found.get(i) for i in ids]
+
+    async def patient_observations(keys: Sequence[tuple[str, int | None]]) -> list[list[Observation]]:
+        # one statement per distinct N asked for in this request (almost always one)
+        out: dict[tuple[str, int | None], list[Observation]] = {}
+        async with store.read() as repo:
+            for latest in dict.fromkeys(n for _, n in keys):
+                pids = [p for p, n in keys if n == latest]
+                found = await repo.clinical.observations_for_patients(pids, latest=latest)
+                out.update({(p, latest): found[p] for p in pids})
+        return [out[k] for k in keys]
+
+    async def patient_studies(ids: Sequence[str]) -> list[list[ImagingStudy]]:
+        async with store.read() as repo:
+            found = await repo.clinical.studies_for_patients(ids)
+        return [found[i] for i in ids]
+
+    async def patient_consultations(ids: Sequence[str]) -> list[list[Consultation]]:
+        async with store.read() as repo:
+            found = await repo.consultations.for_patients(ids)
+        return [[c for c in found if c.patient_id == i] for i in ids]
+
+    async def sources(ids: Sequence[str]) -> list[list[Message]]:
+        async with store.read() as repo:
+            found = await repo.journal.touching(ids)
+        return [found.get(i, []) for i in ids]
 
     async def patients(ids: Sequence[str]) -> list[Patient | None]:
         async with store.read() as repo:
@@ -47,6 +108,13 @@ def make_loaders(services: Services) -> Loaders:
         patient=DataLoader(load_fn=patients),
         practitioner=DataLoader(load_fn=practitioners),
         facility=DataLoader(load_fn=facilities),
+        observation=DataLoader(load_fn=observations),
+        study=DataLoader(load_fn=studies),
+        document=DataLoader(load_fn=documents),
+        patient_observations=DataLoader(load_fn=patient_observations),
+        patient_studies=DataLoader(load_fn=patient_studies),
+        patient_consultations=DataLoader(load_fn=patient_consultations),
+        sources=DataLoader(load_fn=sources),
     )
 
 
@@ -59,6 +127,10 @@ class Context:
     request: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
     audit: AuditBuffer | None = None
+    # WebSockets: what the client sent in ``connection_init``; the token there authenticates
+    connection_params: dict[str, Any] | None = None
+    expires_at: float | None = None  # the token's ``exp``: an open subscription ends then
+    event_views: EventViews | None = None  # subscriptions: entities behind bus events, shared
 
     _scope: Scope | None = None
     _roles: frozenset[str] | None = None

@@ -14,8 +14,13 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from huizhen.integration.errors import HuizhenError
+from huizhen.request_id import request_id
 
 log = logging.getLogger(__name__)
+
+
+class Forbidden(HuizhenError):
+    code = "FORBIDDEN"
 
 
 class ErrorCodes(MaskErrors):
@@ -32,9 +37,9 @@ class ErrorCodes(MaskErrors):
         elif original is None:
             code, message = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED"), error.message
         else:
-            incident = uuid.uuid4().hex[:12]
-            log.error("unexpected error in GraphQL resolver (incident %s)", incident, exc_info=original)
-            code, message = "INTERNAL", f"Internal server error (incident {incident})"
+            incident = request_id.get() or uuid.uuid4().hex[:12]
+            log.error("unexpected error in GraphQL resolver (request %s)", incident, exc_info=original)
+            code, message = "INTERNAL", f"Internal server error (request {incident})"
         return GraphQLError(
             message=message, nodes=error.nodes, source=error.source, positions=error.positions,
             path=error.path, original_error=None, extensions={**(error.extensions or {}), "code": code},

@@ -7,6 +7,7 @@ import strawberry
 from huizhen.graphql.raw import raw_content
 from huizhen.graphql.types import Info, MessageStatus, iso
 from huizhen.integration import model as m
+from huizhen.integration.paging import encode_cursor
 
 
 @strawberry.type
@@ -66,6 +67,10 @@ class Message:
     @strawberry.field(description="The message as received, decrypted (integration_admin only; every view audited).")
     async def raw(self, info: Info) -> str:
         return await raw_content(info, self._m)
+
+    @strawberry.field(description="Pass as `since` to messageProcessed when reconnecting.")
+    def journal_cursor(self) -> str:
+        return encode_cursor(self._m.received_at.isoformat(), self._m.id)
 
     @strawberry.field(description="The entities this message created or changed.")
     def effects(self) -> list[EntityReference]:

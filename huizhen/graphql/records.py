@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from huizhen.graphql.guard import can, read, sees_consultation, sees_patient
 from huizhen.graphql.types import (
     ConsultationStatus,
+    Document,
     Facility,
     HumanName,
     Identifier,
@@ -14,13 +17,18 @@ from huizhen.graphql.types import (
     Info,
     Observation,
     Practitioner,
+    SourceMessage,
+    Symptom,
     TimelineEvent,
     Urgency,
     _facility,
     _practitioner,
     iso,
+    sources_of,
 )
 from huizhen.integration import model as m
+from huizhen.integration.errors import BadInput
+from huizhen.integration.paging import MAX_PAGE
 
 
 @strawberry.type
@@ -51,25 +59,36 @@ class Patient:
     async def facility(self, info: Info) -> Facility | None:
         return await _facility(self._m.facility_id, info)
 
+    @strawberry.field(description="Age in whole years today (in the server's time zone).")
+    def age(self, info: Info) -> int | None:
+        born = self._m.birth_date
+        if born is None:
+            return None
+        today = datetime.now(info.context.services.settings.tz).date()
+        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
     @strawberry.field(permission_classes=can("observation", "read"))
     async def observations(self, info: Info, first: int | None = 20) -> list[Observation]:
-        async with info.context.services.store.read() as repo:
-            found = await repo.clinical.observations_for_patients([self._m.id], latest=first)
+        if first is not None and not 0 <= first <= MAX_PAGE:
+            raise BadInput(f"first must be between 0 and {MAX_PAGE}")
+        found = await info.context.loaders.patient_observations.load((self._m.id, first))
         read(info, "Observation", f"patient:{self._m.id}")
-        return [Observation(_m=o) for o in found[self._m.id]]
+        return [Observation(_m=o) for o in found]
 
     @strawberry.field(permission_classes=can("study", "read"))
     async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
-        async with info.context.services.store.read() as repo:
-            found = await repo.clinical.studies_for_patients([self._m.id])
+        found = await info.context.loaders.patient_studies.load(self._m.id)
         read(info, "ImagingStudy", f"patient:{self._m.id}")
-        return [ImagingStudy(_m=s) for s in found[self._m.id]]
+        return [ImagingStudy(_m=s) for s in found]
 
     @strawberry.field(permission_classes=can("consultation", "read"))
     async def consultations(self, info: Info) -> list[Consultation]:
-        async with info.context.services.store.read() as repo:
-            found = await repo.consultations.for_patients([self._m.id])
+        found = await info.context.loaders.patient_consultations.load(self._m.id)
         return [Consultation(_m=c) for c in found if await sees_consultation(info, c)]
+
+    @strawberry.field(description="The journaled messages that created or changed this patient.")
+    async def sources(self, info: Info) -> list[SourceMessage]:
+        return await sources_of(self._m.id, info)
 
 
 @strawberry.type
@@ -151,19 +170,38 @@ class Consultation:
     def cancel_reason(self) -> str | None:
         return self._m.cancel_reason
 
-    @strawberry.field(permission_classes=can("observation", "read"))
+    @strawberry.field
+    def symptoms(self) -> list[Symptom]:
+        return [Symptom.of(d) for d in self._m.symptoms]
+
+    @strawberry.field(
+        description="Observations attached to the consultation.", permission_classes=can("observation", "read")
+    )
     async def observations(self, info: Info) -> list[Observation]:
-        if not self._m.observation_ids:
-            return []
-        async with info.context.services.store.read() as repo:
-            return [Observation(_m=o) for o in await repo.clinical.observations_by_ids(self._m.observation_ids)]
+        found = await info.context.loaders.observation.load_many(self._m.observation_ids)
+        return [Observation(_m=o) for o in found if o is not None]
 
     @strawberry.field(permission_classes=can("study", "read"))
     async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
-        if not self._m.study_ids:
-            return []
-        async with info.context.services.store.read() as repo:
-            return [ImagingStudy(_m=s) for s in await repo.clinical.studies_by_ids(self._m.study_ids)]
+        found = await info.context.loaders.study.load_many(self._m.study_ids)
+        return [ImagingStudy(_m=s) for s in found if s is not None]
+
+    @strawberry.field
+    async def documents(self, info: Info) -> list[Document]:
+        found = await info.context.loaders.document.load_many(self._m.document_ids)
+        return [Document(_m=d) for d in found if d is not None]
+
+    @strawberry.field(description="The journaled messages (HL7 orders, FHIR ServiceRequests…) behind it.")
+    async def sources(self, info: Info) -> list[SourceMessage]:
+        return await sources_of(self._m.id, info)
+
+    @strawberry.field
+    def scheduled_at(self, info: Info) -> str | None:
+        return iso(self._m.scheduled_at, info)
+
+    @strawberry.field
+    def cancelled_at(self, info: Info) -> str | None:
+        return iso(self._m.cancelled_at, info)
 
     @strawberry.field
     def created_at(self, info: Info) -> str | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -24,8 +31,12 @@ from huizhen.graphql.guard import sees_patient as visible_patient
 from huizhen.graphql.imaging import ImagingMutation
 from huizhen.graphql.instrumentation import OperationMetrics
 from huizhen.graphql.journal import Channel, Message
+from huizhen.graphql.matching import MatchingQuery
 from huizhen.graphql.operations import OperationsQuery
+from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
 from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.services import ServicesMutation, ServicesQuery
+from huizhen.graphql.subscriptions import Subscription
 from huizhen.graphql.types import (
     Connection,
     ConsultationStatus,
@@ -37,8 +48,10 @@ from huizhen.graphql.types import (
     connection,
     iso,
 )
+from huizhen.graphql.worklist import ConsultationSort, facility_id, parse_time
 from huizhen.integration import model as m
 from huizhen.integration.consultations import ConsultationRequest
+from huizhen.integration.repo.consultations import WorkListSort
 
 
 @strawberry.input
@@ -53,7 +66,7 @@ class ConsultationInput:
 
 
 @strawberry.type
-class Query:
+class BaseQuery:
     @strawberry.field
     def me(self, info: Info) -> Viewer:
         p = info.context.principal
@@ -97,13 +110,23 @@ class Query:
         urgency: Urgency | None = None,
         first: int | None = None,
         after: str | None = None,
+        facility: str | None = None,
+        created_from: str | None = None,
+        created_to: str | None = None,
+        sort: ConsultationSort = ConsultationSort.NEWEST,
     ) -> Connection[Consultation]:
+        """The work-list. ``facility`` is a facility code; ``createdFrom`` (inclusive) and
+        ``createdTo`` (exclusive) are ISO 8601 times with offset."""
         visible = (await info.context.scope()).consultation_rows()
         async with info.context.services.store.read() as repo:
             page = await repo.consultations.search(
                 statuses=[m.ConsultationStatus(s.value) for s in status or []],
                 department=department,
                 urgency=m.Urgency(urgency.value) if urgency else None,
+                facility_id=await facility_id(repo, facility),
+                created_from=parse_time(created_from, "createdFrom"),
+                created_to=parse_time(created_to, "createdTo"),
+                sort=WorkListSort(sort.value),
                 first=first,
                 after=after,
                 visible=visible,
@@ -249,22 +272,39 @@ async def _changing(info: Info, id: strawberry.ID, operation: str) -> None:
     wrote(info, "Consultation", str(id), operation)
 
 
+Query = merge_types("Query", (BaseQuery, MatchingQuery, AccessQuery, OperationsQuery, ServicesQuery))
+
+
 class _Schema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         """Logging happens in :class:`ErrorCodes`: domain errors are answers, not incidents."""
 
 
-def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+def build_schema(
+    *, max_depth: int = 12, introspection: bool = True, persisted: PersistedQueries | None = None
+) -> strawberry.Schema:
+    """``introspection=False`` (production) refuses ``__schema``/``__type``; ``persisted`` checks
+    documents against the allow-list and looks hashes up (see :mod:`.persisted`)."""
+    guards: list[Any] = []
+    if persisted is not None:
+        guards.append(lambda: PersistedQueryCheck(persisted))
+    if not introspection:
+        guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return _Schema(
-        query=merge_types("Query", (Query, AccessQuery, OperationsQuery)),
-        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation)),
+        query=Query,
+        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation, ServicesMutation)),
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
             AuditFlush,
             OperationMetrics,
+            *guards,
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=4000),
+            # a front end sends the same few documents again and again: validate each once (no
+            # ParserCache: its syntax errors escape the hooks that give every error a code)
+            lambda: ValidationCache(maxsize=256),
         ],
     )

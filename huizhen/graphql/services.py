@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 
 from huizhen.graphql.records import Consultation
-from huizhen.graphql.types import Connection, Info, connection, iso
+from huizhen.graphql.types import Connection, Info, Symptom, connection, iso
 from huizhen.integration import teaching
 from huizhen.integration.casebook import recommended
 from huizhen.integration.coverage import estimate
@@ -73,8 +73,8 @@ class TeachingCase:
         return self._m.chief_complaint
 
     @strawberry.field
-    def symptoms(self) -> list[Finding]:
-        return [_finding_of(s) for s in self._m.symptoms]
+    def symptoms(self) -> list[Symptom]:
+        return [Symptom.of(s) for s in self._m.symptoms]
 
     @strawberry.field
     def expert_opinion(self) -> str | None:
@@ -242,19 +242,6 @@ def _figures(f: Figures) -> PlatformFigures:
         median_minutes_to_assign=f.median_minutes_to_assign, p90_minutes_to_assign=f.p90_minutes_to_assign,
         median_minutes_to_complete=f.median_minutes_to_complete, p90_minutes_to_complete=f.p90_minutes_to_complete,
         completion_rate=f.completion_rate, within_sla_share=f.within_sla_share,
-    )
-
-
-def _finding_of(doc: dict[str, object]) -> Finding:
-    def text(key: str) -> str | None:
-        value = doc.get(key)
-        return None if value is None else str(value)
-
-    duration = doc.get("durationDays")
-    return Finding(
-        code=str(doc.get("code", "")), text=str(doc.get("text", "")), present=bool(doc.get("present", True)),
-        duration_days=float(duration) if isinstance(duration, int | float) else None,
-        value=text("value"), unit=text("unit"),
     )
 
 

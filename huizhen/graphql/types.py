@@ -148,12 +148,53 @@ class Practitioner:
     def online(self) -> bool:
         return self._m.online
 
+    @strawberry.field
+    def avg_response_minutes(self) -> float | None:
+        return self._m.avg_response_minutes
+
 
 async def _practitioner(pid: str | None, info: Info) -> Practitioner | None:
     if not pid:
         return None
     p = await info.context.loaders.practitioner.load(pid)
     return Practitioner(_m=p) if p else None
+
+
+@strawberry.type(description="A journaled inbound message that created or changed an entity (provenance).")
+class SourceMessage:
+    _m: strawberry.Private[m.Message]
+
+    @strawberry.field
+    def message_id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def channel(self) -> str:
+        return self._m.channel
+
+    @strawberry.field
+    def type(self) -> str | None:
+        return self._m.type
+
+    @strawberry.field
+    def control_id(self) -> str | None:
+        return self._m.control_id
+
+    @strawberry.field
+    def sender(self) -> str | None:
+        return self._m.sender
+
+    @strawberry.field
+    def status(self) -> MessageStatus:
+        return MessageStatus(self._m.status.value)
+
+    @strawberry.field
+    def received_at(self, info: Info) -> str:
+        return iso(self._m.received_at, info) or ""
+
+
+async def sources_of(entity_id: str, info: Info) -> list[SourceMessage]:
+    return [SourceMessage(_m=msg) for msg in await info.context.loaders.sources.load(entity_id)]
 
 
 @strawberry.type
@@ -192,6 +233,23 @@ class Observation:
     def effective_at(self, info: Info) -> str | None:
         return iso(self._m.effective_at, info)
 
+    @strawberry.field
+    def status(self) -> str:
+        return self._m.status
+
+    @strawberry.field
+    def reference_range(self) -> str | None:
+        r = self._m.reference_range
+        if r is None:
+            return None
+        if r.text:
+            return r.text
+        return f"{r.low if r.low is not None else ''}-{r.high if r.high is not None else ''}"
+
+    @strawberry.field(description="The journaled messages that created or changed this observation.")
+    async def sources(self, info: Info) -> list[SourceMessage]:
+        return await sources_of(self._m.id, info)
+
 
 @strawberry.type
 class ImagingStudy:
@@ -224,6 +282,62 @@ class ImagingStudy:
     @strawberry.field
     def instance_count(self) -> int:
         return self._m.instance_count
+
+    @strawberry.field
+    def started_at(self, info: Info) -> str | None:
+        return iso(self._m.started_at, info)
+
+    @strawberry.field(description="The journaled messages (DICOM associations, HL7, FHIR) behind this study.")
+    async def sources(self, info: Info) -> list[SourceMessage]:
+        return await sources_of(self._m.id, info)
+
+
+@strawberry.type
+class Document:
+    _m: strawberry.Private[m.Document]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
+
+    @strawberry.field
+    def title(self) -> str:
+        return self._m.title
+
+    @strawberry.field
+    def content_type(self) -> str:
+        return self._m.content_type
+
+    @strawberry.field
+    def text(self) -> str | None:
+        return self._m.text
+
+    @strawberry.field
+    def created_at(self, info: Info) -> str | None:
+        return iso(self._m.created_at, info)
+
+
+@strawberry.type(description="A structured symptom of a consultation.")
+class Symptom:
+    code: str | None
+    text: str
+    present: bool
+    duration_days: float | None
+    value: str | None
+    unit: str | None
+
+    @classmethod
+    def of(cls, d: dict[str, object]) -> Symptom:
+        def text(key: str) -> str | None:
+            v = d.get(key)
+            return None if v is None else str(v)
+
+        days = d.get("duration_days", d.get("durationDays"))
+        return cls(
+            code=text("code"), text=text("text") or text("code") or "", present=d.get("present", True) is not False,
+            duration_days=float(days) if isinstance(days, int | float) else None,
+            value=text("value"), unit=text("unit"),
+        )
 
 
 @strawberry.type

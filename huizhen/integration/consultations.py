@@ -13,6 +13,7 @@ from datetime import UTC, datetime, tzinfo
 from huizhen.integration import workflow
 from huizhen.integration.errors import BadInput, Conflict, NotFound
 from huizhen.integration.events import Event, EventBus
+from huizhen.integration.matching import ExpertMatch, rank_experts
 from huizhen.integration.model import (
     Actor,
     AuditEvent,
@@ -91,6 +92,12 @@ class ConsultationService:
         await self.publish(c, event)
         return c
 
+    async def match_experts(
+        self, department: str, disease_code: str | None, urgency: Urgency, limit: int | None = 3
+    ) -> list[ExpertMatch]:
+        async with self.store.read() as repo:
+            return await match_in(repo, department, disease_code, urgency, limit=limit)
+
     async def submit(self, cid: str, actor: Actor) -> Consultation:
         return await self._transition(cid, Transition.SUBMIT, actor)
 
@@ -162,9 +169,15 @@ class ConsultationService:
                 raise NotFound("Consultation", cid)
             if transition is Transition.ASSIGN:
                 expert_id = expert_id or c.preferred_expert_id
-                if not expert_id:
-                    raise BadInput("expertId is required: this consultation names no preferred expert")
-                if await repo.directory.practitioner(expert_id) is None:
+                if not expert_id:  # no expert named: the best match of the department
+                    best = await match_in(repo, c.department, c.disease_code, c.urgency, limit=1)
+                    if not best:
+                        raise BadInput(
+                            f"no online expert of {c.department} treats {c.disease_code or 'this disease'}; "
+                            "name an expertId"
+                        )
+                    expert_id = best[0].expert.id
+                elif await repo.directory.practitioner(expert_id) is None:
                     raise NotFound("Practitioner", expert_id)
             event = workflow.apply(
                 c, transition, at=at, actor=actor.id, detail=detail, expert_id=expert_id,
@@ -203,6 +216,15 @@ class ConsultationService:
         await self.bus.publish(consultation_event(c, event))
 
 
+async def match_in(
+    repo: Repository, department: str, disease_code: str | None, urgency: Urgency, *, limit: int | None
+) -> list[ExpertMatch]:
+    """Online experts of ``department`` ranked for the disease (see :mod:`.matching`)."""
+    experts = await repo.directory.experts(department=department, online=True)
+    load = await repo.consultations.active_counts([e.id for e in experts]) if experts else {}
+    return rank_experts(experts, load, disease_code, urgency, limit)
+
+
 async def create_in(repo: Repository, c: Consultation, *, actor: Actor, at: datetime, tz: tzinfo) -> TimelineEvent:
     """Number, timeline and insert a new consultation inside the caller's transaction."""
     c.number = await repo.consultations.next_number(at.astimezone(tz).strftime("%Y%m%d"))
@@ -229,7 +251,8 @@ def consultation_event(c: Consultation, event: TimelineEvent) -> Event:
         data={
             "id": c.id, "number": c.number, "status": c.status.value, "department": c.department,
             "urgency": c.urgency.value, "facility_id": c.facility_id, "expert_id": c.expert_id,
-            "patient_id": c.patient_id,
+            "patient_id": c.patient_id, "requester_id": c.requester_id,
+            "seq": len(c.timeline),  # the event's place in the timeline: with id, a replay cursor
             "event": {"at": event.at.isoformat(), "type": event.type, "actor": event.actor, "detail": event.detail},
         },
     )

@@ -278,6 +278,7 @@ timeline_events = Table(
     Column("type", String(32), nullable=False),
     Column("actor", String(100)),
     Column("detail_enc", LargeBinary),
+    Index("ix_timeline_events_at", "at", "consultation_id", "seq"),  # replay by cursor (subscriptions)
 )
 
 messages = Table(

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import (
     Coding,
+    Document,
     Encounter,
     Identifier,
     ImagingInstance,
@@ -72,17 +73,21 @@ class Clinical(RepoBase):
     async def observations_for_patients(
         self, patient_ids: Sequence[str], *, latest: int | None = None
     ) -> dict[str, list[Observation]]:
-        """Newest first per patient; ``latest`` keeps the first N of each."""
-        rows = await self.conn.execute(
-            select(t.observations)
-            .where(t.observations.c.patient_id.in_(list(patient_ids)))
-            .order_by(t.observations.c.patient_id, t.observations.c.effective_at.desc(), t.observations.c.id)
-        )
+        """Newest first per patient (undated last); ``latest`` keeps the first N of each, in SQL,
+        so a patient with years of lab results costs N rows, not all of them."""
+        o = t.observations.c
+        order = (o.effective_at.is_(None), o.effective_at.desc(), o.id)
+        q = select(t.observations).where(o.patient_id.in_(list(patient_ids)))
+        if latest is not None:
+            rank = func.row_number().over(partition_by=o.patient_id, order_by=order).label("rank")
+            ranked = select(t.observations, rank).where(o.patient_id.in_(list(patient_ids))).subquery()
+            q = select(*(ranked.c[c.name] for c in t.observations.c)).where(ranked.c.rank <= latest)
+            q = q.order_by(ranked.c.patient_id, ranked.c.rank)
+        else:
+            q = q.order_by(o.patient_id, *order)
         out: dict[str, list[Observation]] = {pid: [] for pid in patient_ids}
-        for r in rows:
-            bucket = out[r.patient_id]
-            if latest is None or len(bucket) < latest:
-                bucket.append(self._observation(r._mapping))
+        for r in await self.conn.execute(q):
+            out[r.patient_id].append(self._observation(r._mapping))
         return out
 
     async def observations_by_ids(self, ids: Sequence[str]) -> list[Observation]:
@@ -105,6 +110,20 @@ class Clinical(RepoBase):
     async def studies_by_ids(self, ids: Sequence[str]) -> list[ImagingStudy]:
         rows = (await self.conn.execute(select(t.imaging_studies).where(t.imaging_studies.c.id.in_(list(ids))))).all()
         return await self._studies(rows)
+
+    async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
+        rows = await self.conn.execute(
+            select(t.documents).where(t.documents.c.id.in_(list(ids))).order_by(t.documents.c.created_at.desc())
+        )
+        return [
+            Document(
+                id=m["id"], patient_id=m["patient_id"], title=m["title"], content_type=m["content_type"],
+                text=self.keyring.decrypt_text(m["text_enc"]), object_key=m["object_key"],
+                identifiers=identifiers_from_json(m["identifiers"]), consultation_id=m["consultation_id"],
+                created_at=m["created_at"],
+            )
+            for m in (r._mapping for r in rows)
+        ]
 
     async def _studies(self, rows: Sequence[Any]) -> list[ImagingStudy]:
         ids = [r.id for r in rows]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 
 from huizhen.integration import tables as t
-from huizhen.integration.errors import Conflict
+from huizhen.integration.errors import BadInput, Conflict
 from huizhen.integration.model import (
     Consultation,
     ConsultationStatus,
@@ -27,7 +28,14 @@ _ID_BY_SOURCE_ORDER = Prepared(
     select(t.consultations.c.id).where(t.consultations.c.source_order_idx == bindparam("key"))
 )
 _LINKS = {"Observation": "observation_ids", "ImagingStudy": "study_ids", "Document": "document_ids"}
+# "most urgent first": CRITICAL, URGENT, ROUTINE
+_URGENCY_RANK = {Urgency.CRITICAL.value: 0, Urgency.URGENT.value: 1, Urgency.ROUTINE.value: 2}
 _TIMES = ("scheduled_at", "created_at", "submitted_at", "assigned_at", "started_at", "completed_at", "cancelled_at")
+
+
+class WorkListSort(enum.StrEnum):
+    NEWEST = "NEWEST"
+    MOST_URGENT = "MOST_URGENT"
 
 
 class Consultations(RepoBase):
@@ -84,10 +92,12 @@ class Consultations(RepoBase):
     async def search(
         self, *, statuses: Sequence[ConsultationStatus] | None = None, department: str | None = None,
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
-        patient_id: str | None = None, first: int | None = None, after: str | None = None,
+        patient_id: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
+        sort: WorkListSort = WorkListSort.NEWEST, first: int | None = None, after: str | None = None,
         visible: ConsultationRows | None = None,
     ) -> Page[Consultation]:
-        """Newest first, keyset-paged; ``visible`` limits the rows (and the total) to a viewer's."""
+        """Keyset-paged, newest first or most urgent (then newest) first; ``visible`` limits the rows (and the
+        total) to a viewer's."""
         c = t.consultations.c
         q = select(t.consultations)
         if visible is not None:
@@ -100,17 +110,76 @@ class Consultations(RepoBase):
                 q = q.where(col == value)
         if urgency is not None:
             q = q.where(c.urgency == urgency.value)
+        if created_from is not None:
+            q = q.where(c.created_at >= created_from)
+        if created_to is not None:
+            q = q.where(c.created_at < created_to)
         total = (await self.conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
         size = page_size(first)
+        rank = case(*((c.urgency == u, r) for u, r in _URGENCY_RANK.items()), else_=len(_URGENCY_RANK))
+        urgent = sort is WorkListSort.MOST_URGENT
         if after:
-            at, cid = decode_cursor(after, 2)
-            q = q.where(keyset_after(c.created_at, c.id, datetime.fromisoformat(at), cid, descending=True))
-        rows = (await self.conn.execute(q.order_by(c.created_at.desc(), c.id.desc()).limit(size + 1))).all()
+            key = decode_cursor(after, 3 if urgent else 2)
+            at, cid = datetime.fromisoformat(key[-2]), key[-1]
+            newer = keyset_after(c.created_at, c.id, at, cid, descending=True)
+            if urgent:
+                if not isinstance(key[0], int):
+                    raise BadInput(f"invalid cursor {after!r}")
+                newer = or_(rank > key[0], and_(rank == key[0], newer))
+            q = q.where(newer)
+        order = (rank, c.created_at.desc(), c.id.desc()) if urgent else (c.created_at.desc(), c.id.desc())
+        rows = (await self.conn.execute(q.order_by(*order).limit(size + 1))).all()
         items = await self._hydrate(rows[:size])
+
+        def cursor(x: Consultation) -> str:
+            key = (x.created_at.isoformat() if x.created_at else "", x.id)
+            return encode_cursor(_URGENCY_RANK[x.urgency.value], *key) if urgent else encode_cursor(*key)
+
         return Page(
-            items=[(x, encode_cursor(x.created_at.isoformat() if x.created_at else "", x.id)) for x in items],
+            items=[(x, cursor(x)) for x in items],
             total=total, has_next=len(rows) > size, has_previous=after is not None,
         )
+
+    async def timeline_since(
+        self, after: tuple[datetime, str, int] | None, *, consultation_id: str | None = None,
+        until: datetime | None = None, limit: int = 500,
+    ) -> list[tuple[Consultation, TimelineEvent, int]]:
+        """Timeline events after ``(at, consultation id, seq)`` in that order, with their consultations.
+
+        The replay of ``consultationUpdated(since:)``: the store is the record, the bus only the
+        live tail, so a client that reconnects with its last cursor misses nothing.
+        """
+        e = t.timeline_events.c
+        q = select(e.consultation_id, e.seq, e.at)
+        if after is not None:
+            at, cid, seq = after
+            q = q.where(or_(
+                e.at > at,
+                and_(e.at == at, or_(e.consultation_id > cid, and_(e.consultation_id == cid, e.seq > seq))),
+            ))
+        if consultation_id is not None:
+            q = q.where(e.consultation_id == consultation_id)
+        if until is not None:
+            q = q.where(e.at <= until)
+        rows = (await self.conn.execute(q.order_by(e.at, e.consultation_id, e.seq).limit(limit))).all()
+        found = {c.id: c for c in await self.by_ids(list({r.consultation_id for r in rows}))}
+        return [
+            (found[r.consultation_id], found[r.consultation_id].timeline[r.seq - 1], r.seq)
+            for r in rows if r.consultation_id in found
+        ]
+
+    async def active_counts(self, expert_ids: Sequence[str]) -> dict[str, int]:
+        """Per expert: consultations ASSIGNED or IN_PROGRESS (the current load)."""
+        c = t.consultations.c
+        rows = await self.conn.execute(
+            select(c.expert_id, func.count())
+            .where(c.expert_id.in_(list(expert_ids)),
+                   c.status.in_([ConsultationStatus.ASSIGNED.value, ConsultationStatus.IN_PROGRESS.value]))
+            .group_by(c.expert_id)
+        )
+        counts = {eid: 0 for eid in expert_ids}
+        counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
 
     def _values(self, c: Consultation) -> dict[str, Any]:
         clinical = {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import String, bindparam, case, cast, func, or_, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import EntityRef, Message, MessageStatus
@@ -82,6 +83,44 @@ class Journal(RepoBase):
             total=total, has_next=len(rows) > size, has_previous=after is not None,
         )
 
+    async def touching(self, entity_ids: Sequence[str]) -> dict[str, list[Message]]:
+        """Per entity id: the journaled messages whose effects name it, oldest first (provenance).
+
+        One statement for all ids. ``effects`` is a JSON list of ``[type, id]`` pairs, matched as
+        text: ids are generated, unique strings, so ``"<id>"`` cannot match anything else. It
+        scans the journal; an index table of effects is the next step if the journal grows large.
+        """
+        ids = [i for i in dict.fromkeys(entity_ids) if i]
+        out: dict[str, list[Message]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        text = cast(t.messages.c.effects, String)
+        rows = await self.conn.execute(
+            select(t.messages)
+            .where(or_(*(text.like(f'%"{_like_escape(i)}"%', "\\") for i in ids)))
+            .order_by(t.messages.c.received_at, t.messages.c.id)
+        )
+        for r in rows:
+            m = self._message(r._mapping)
+            for eid in dict.fromkeys(e.id for e in m.effects):
+                if eid in out:
+                    out[eid].append(m)
+        return out
+
+    async def answered_since(
+        self, after: tuple[datetime, str] | None, *, channel: str | None = None, limit: int = 500
+    ) -> list[Message]:
+        """Messages past RECEIVED after ``(received_at, id)``, oldest first: the replay of
+        ``messageProcessed(since:)``."""
+        c = t.messages.c
+        q = select(t.messages).where(c.status != MessageStatus.RECEIVED.value)
+        if channel is not None:
+            q = q.where(c.channel == channel)
+        if after is not None:
+            q = q.where(keyset_after(c.received_at, c.id, after[0], after[1], descending=False))
+        rows = await self.conn.execute(q.order_by(c.received_at, c.id).limit(limit))
+        return [self._message(r._mapping) for r in rows]
+
     async def channel_stats(self) -> dict[str, ChannelStats]:
         """Per channel: messages received, errors, the last error and the last arrival."""
         c = t.messages.c
@@ -117,3 +156,7 @@ class Journal(RepoBase):
             error=r["error"], ack=r["ack"], effects=[EntityRef(k, i) for k, i in r["effects"]],
             received_at=r["received_at"], processed_at=r["processed_at"],
         )
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,248 @@
+"""GraphQL load: the work-list at 8 concurrent clients, and subscription fan-out.
+
+For each back end (SQLite, and PostgreSQL with --postgres URL): seed N
+consultations (each with a patient, 5 observations, a CT study; experts and
+facilities), start ``huizhen serve`` as a child process, then
+
+* work-list: C clients page through ``consultations(first: 50)`` with patient,
+  expert, the patient's latest 5 observations and the imaging studies,
+  following cursors; requests/s and p50/p99 latency;
+* fan-out: S WebSocket subscribers (``graphql-transport-ws``) on
+  ``consultationUpdated``; probe mutations until all of them have received
+  one (so all are registered), then one measured mutation: the delay from
+  sending it to each subscriber's receipt, p50/p99/max.
+
+Prints JSON; asserts nothing. Targets (2 cores): work-list p99 < 100 ms,
+fan-out to 1,000 subscribers p99 < 500 ms.
+
+    python bench/graphql_load.py [--n 10000] [--clients 8] [--requests 400] [--subscribers 1000]
+                                 [--postgres postgresql+asyncpg://…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the seed the tests use (tests/graphql_seed.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from consultation_store import pg_admin  # noqa: E402
+
+from huizhen.integration import migrate  # noqa: E402
+from huizhen.integration.crypto import load_or_create_keyring  # noqa: E402
+from huizhen.integration.store import Store  # noqa: E402
+from huizhen.rbac.identity import TokenService, load_or_create_signing_key  # noqa: E402
+from tests.graphql_seed import seed  # noqa: E402
+
+WORKLIST = """query($after: String) { consultations(first: 50, after: $after) {
+  totalCount pageInfo { hasNextPage endCursor }
+  edges { node { id number status urgency department createdAt
+    patient { id name { text } age observations(first: 5) { code value unit effectiveAt } }
+    expert { id name { text } title }
+    imagingStudies { studyInstanceUid modalities } } } } }"""
+UPDATED = "subscription { consultationUpdated { cursor event { type } consultation { id status } } }"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 2)
+
+
+async def worklist(base: str, token: str, clients: int, requests: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    per_client = requests // clients
+
+    async def client(k: int) -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+            after = None
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                r = await http.post("/graphql", json={"query": WORKLIST, "variables": {"after": after}})
+                latencies.append(time.perf_counter() - t0)
+                body = r.json()
+                if body.get("errors"):
+                    errors += 1
+                    after = None
+                    continue
+                page = body["data"]["consultations"]
+                after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        await http.post("/graphql", json={"query": WORKLIST, "variables": {"after": None}})  # warm-up
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - t0
+    return {
+        "clients": clients, "requests": len(latencies), "errors": errors, "page_size": 50,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms_p50": round(statistics.median(latencies) * 1000, 2), "latency_ms_p99": pct(latencies, 0.99),
+    }
+
+
+async def fanout(base: str, token: str, subscribers: int, probes: list[str], measured: str) -> dict[str, Any]:
+    """Probe mutations until every subscriber has received one (so all are registered on the
+    bus), then one measured mutation: the delay from sending it to each subscriber's receipt."""
+    url = base.replace("http://", "ws://") + "/graphql"
+    probed: set[int] = set()
+    subscribed = 0
+    sent_at: list[float] = []
+    delays: list[float] = []
+
+    async def subscriber(k: int) -> None:
+        nonlocal subscribed
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=300,  # type: ignore[list-item]
+                                      max_queue=None) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+            await ws.recv()
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": UPDATED}}))
+            subscribed += 1
+            while True:
+                doc = json.loads(await ws.recv())
+                if doc.get("type") != "next":
+                    continue
+                if doc["payload"]["data"]["consultationUpdated"]["consultation"]["id"] == measured:
+                    delays.append(time.perf_counter() - sent_at[0])
+                    return
+                probed.add(k)
+
+    async def mutate(cid: str) -> Any:
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as h:
+            r = await h.post("/graphql", json={"query": f'mutation {{ assignExpert(id: "{cid}") {{ status }} }}'})
+        return r.json().get("data")
+
+    tasks = []
+    for k in range(subscribers):  # connect in waves, as clients would
+        tasks.append(asyncio.create_task(subscriber(k)))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)
+    t0 = time.perf_counter()
+    while subscribed < subscribers and time.perf_counter() - t0 < 300:  # noqa: ASYNC110 (a poll, bounded)
+        await asyncio.sleep(0.5)
+    for probe in probes:
+        await mutate(probe)
+        deadline = time.perf_counter() + 20
+        while len(probed) < subscribers and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        if len(probed) == subscribers:
+            break
+    ready = len(probed)
+    sent_at.append(time.perf_counter())
+    result = await mutate(measured)
+    _, pending = await asyncio.wait(tasks, timeout=120)
+    for t in pending:
+        t.cancel()
+    return {
+        "subscribers": subscribers, "registered_before_measure": ready, "delivered": len(delays),
+        "mutation": result,
+        "delivery_ms_p50": round(statistics.median(delays) * 1000, 2) if delays else None,
+        "delivery_ms_p99": pct(delays, 0.99) if delays else None,
+        "delivery_ms_max": round(max(delays) * 1000, 2) if delays else None,
+    }
+
+
+def serve(data: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
+    env.update(HUIZHEN_DATA_DIR=str(data), HUIZHEN_DATABASE_URL=url, HUIZHEN_HTTP_PORT=str(port),
+               HUIZHEN_MLLP_PORT="0", HUIZHEN_DICOM_PORT="0", HUIZHEN_LOG_LEVEL="WARNING")
+    log = (data.parent / f"serve-{port}.log").open("ab")
+    cmd = [sys.executable, "-m", "huizhen", "serve"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=data.parent)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+async def seeded(url: str, data: Path, n: int) -> None:
+    store = Store(url, load_or_create_keyring(data))
+    try:
+        await seed(store, n, observations=5)
+    finally:
+        await store.close()
+
+
+def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    data = tmp / f"data-{secrets.token_hex(3)}"
+    data.mkdir(mode=0o700)
+    migrate.upgrade(url)
+    t0 = time.perf_counter()
+    asyncio.run(seeded(url, data, args.n))
+    seed_s = round(time.perf_counter() - t0, 1)
+    tokens = TokenService(load_or_create_signing_key(data), 3600)
+    viewer = tokens.issue("coord1", ["coordinator"], "*")
+    port = free_port()
+    proc = serve(data, url, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        load = None if args.skip_worklist else asyncio.run(worklist(base, viewer, args.clients, args.requests))
+        # both PENDING and naming no expert: assignExpert takes the best match
+        probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones
+        fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    return {"consultations": args.n, "seed_s": seed_s, "worklist": load, "fanout": fan}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--skip-worklist", action="store_true")
+    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
+    args = ap.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        targets = {"sqlite": f"sqlite+aiosqlite:///{tmp}/bench.db"}
+        pg_name = f"hz_bench_{secrets.token_hex(3)}"
+        if args.postgres:
+            from sqlalchemy.engine import make_url
+
+            pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
+            targets["postgresql"] = make_url(args.postgres).set(database=pg_name).render_as_string(False)
+        try:
+            for backend, url in targets.items():
+                results[backend] = run_backend(url, Path(tmp), args)
+        finally:
+            if args.postgres:
+                pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    print(json.dumps({"benchmark": "graphql_load", "measured": "under load (shared 2-core machine)",
+                      "results": results}, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
