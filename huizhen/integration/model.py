@@ -351,6 +351,7 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     id: str = field(default_factory=new_id)
+    domain: str | None = None  # the RBAC domain (facility code, ``*``) the decision was made in; None before 0013
 
 
 @dataclass(frozen=True, slots=True)
