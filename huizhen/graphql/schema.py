@@ -26,6 +26,7 @@ from huizhen.graphql.instrumentation import OperationMetrics
 from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.security import SecurityMutation, SecurityQuery
 from huizhen.graphql.types import (
     Connection,
     ConsultationStatus,
@@ -256,8 +257,8 @@ class _Schema(strawberry.Schema):
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
     return _Schema(
-        query=merge_types("Query", (Query, AccessQuery, OperationsQuery)),
-        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation)),
+        query=merge_types("Query", (Query, AccessQuery, OperationsQuery, SecurityQuery)),
+        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation, SecurityMutation)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,
