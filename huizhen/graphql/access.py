@@ -99,6 +99,10 @@ class AuditEvent:
     def source(self) -> str | None:
         return self._m.source
 
+    @strawberry.field(description="The RBAC domain the request was decided in (recorded since 0013).")
+    def domain(self) -> str | None:
+        return self._m.domain
+
 
 @strawberry.type
 class AccessQuery:

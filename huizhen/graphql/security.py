@@ -24,7 +24,7 @@ from huizhen.integration.errors import BadInput
 from huizhen.integration.repo.audit import AuditFilter
 from huizhen.rbac import audit
 from huizhen.rbac.dryrun import dry_run, proposed_rules
-from huizhen.rbac.policy import ROLES, Rule, etag, parse_csv, role_of, to_csv
+from huizhen.rbac.policy import ACTIONS, OBJECTS, ROLES, Rule, etag, parse_csv, role_of, to_csv
 
 _MAX_DAYS: Final = 366
 _MAX_EXPORT: Final = 100_000
@@ -141,8 +141,19 @@ def _role_policy(rules: list[Rule], role: str) -> RolePolicy:
     )
 
 
+@strawberry.type(description="What a policy line may name: the built-in roles, the objects and the actions.")
+class PolicyVocabulary:
+    roles: list[str]
+    objects: list[str]
+    actions: list[str]
+
+
 @strawberry.type
 class SecurityQuery:
+    @strawberry.field(permission_classes=can("policy", "read"))
+    def policy_vocabulary(self) -> PolicyVocabulary:
+        return PolicyVocabulary(roles=sorted(ROLES), objects=sorted(OBJECTS), actions=sorted(ACTIONS))
+
     @strawberry.field(permission_classes=can("policy", "read"), description="Every built-in role, with its lines.")
     def policy_roles(self, info: Info) -> list[RolePolicy]:
         rules = info.context.services.authorizer.rules

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
