@@ -59,6 +59,7 @@ from huizhen.mappings.hl7v2.registry import default_registry
 from huizhen.metrics import MeteredEngine, Metrics
 from huizhen.ops.http import ops_routes
 from huizhen.rbac.audit import FAILURE, AuditLog
+from huizhen.rbac.breakglass import BreakGlassService
 from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
 from huizhen.rbac.oidc import OidcVerifier
@@ -104,6 +105,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     his: HisClients | None = None  # the HIS FHIR servers, by facility
     fhir_push: FhirPushSender | None = None  # completed consultations back to them
+    break_glass: BreakGlassService | None = None  # clinicians' emergency access, the officers' alerts
 
     async def reprocess(self, message_id: str) -> Message:
         """Re-run a journaled ERROR message through its channel's current mappings."""
@@ -209,6 +211,7 @@ async def create_services(
         metrics=metrics,
         his=his,
         fhir_push=FhirPushSender(store, his),
+        break_glass=BreakGlassService(store, bus, settings.break_glass_ttl_seconds),
     )
 
 

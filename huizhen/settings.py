@@ -94,6 +94,7 @@ class Settings(BaseModel):
     dicom_peers: str | None = None
     timezone: str = "Asia/Shanghai"
     token_ttl_seconds: int = Field(default=3600, gt=0)
+    break_glass_ttl_seconds: int = Field(default=3600, gt=0)  # a clinician's emergency access expires by itself
     log_level: str = "INFO"
     graphiql: bool | None = None  # None: on in development, off in production
     max_query_depth: int = Field(default=12, gt=0)

@@ -103,7 +103,7 @@ class FhirGuard:
         domain = principal.facility or PLATFORM
         roles = self.authorizer.roles_of(principal.sub, principal.roles, domain)
         peer = f"{request.client.host}:{request.client.port}" if request.client else None
-        return FhirAccess(self, principal, roles, AuditBuffer(principal.sub, sorted(roles), peer))
+        return FhirAccess(self, principal, roles, AuditBuffer(principal.sub, sorted(roles), peer, domain=domain))
 
     async def flush(self, access: FhirAccess) -> None:
         await self.audit.flush(access.buffer)

@@ -156,7 +156,7 @@ class Context:
 
     def audited(self) -> AuditBuffer:
         if self.audit is None:
-            self.audit = AuditBuffer(self.principal.sub, sorted(self.roles), self.source)
+            self.audit = AuditBuffer(self.principal.sub, sorted(self.roles), self.source, domain=self.domain)
         return self.audit
 
     async def scope(self) -> Scope:

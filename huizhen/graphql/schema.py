@@ -35,6 +35,7 @@ from huizhen.graphql.matching import MatchingQuery
 from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
 from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.security import SecurityMutation, SecurityQuery, SecuritySubscription
 from huizhen.graphql.services import ServicesMutation, ServicesQuery
 from huizhen.graphql.subscriptions import Subscription
 from huizhen.graphql.types import (
@@ -272,7 +273,9 @@ async def _changing(info: Info, id: strawberry.ID, operation: str) -> None:
     wrote(info, "Consultation", str(id), operation)
 
 
-Query = merge_types("Query", (BaseQuery, MatchingQuery, AccessQuery, OperationsQuery, ServicesQuery))
+Query = merge_types(
+    "Query", (BaseQuery, MatchingQuery, AccessQuery, OperationsQuery, ServicesQuery, SecurityQuery)
+)
 
 
 class _Schema(strawberry.Schema):
@@ -292,8 +295,10 @@ def build_schema(
         guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return _Schema(
         query=Query,
-        mutation=merge_types("Mutation", (Mutation, AccessMutation, ImagingMutation, ServicesMutation)),
-        subscription=Subscription,
+        mutation=merge_types(
+            "Mutation", (Mutation, AccessMutation, ImagingMutation, ServicesMutation, SecurityMutation)
+        ),
+        subscription=merge_types("Subscription", (Subscription, SecuritySubscription)),
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             ErrorCodes,

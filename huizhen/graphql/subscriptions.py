@@ -44,7 +44,6 @@ from huizhen.integration.paging import decode_cursor, encode_cursor
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import AuthenticationError
 
-JOURNAL_READERS = frozenset({"integration_admin"})
 _REPLAY_BATCH = 500
 _CACHE = 256
 
@@ -127,7 +126,7 @@ def _views(info: Info) -> EventViews:
 
 
 @contextlib.contextmanager
-def _subscribed(info: Info, topic: str) -> Iterator[BusSubscription]:
+def subscribed(info: Info, topic: str) -> Iterator[BusSubscription]:
     sub = info.context.services.bus.subscribe(topic)
     try:
         yield sub
@@ -135,7 +134,7 @@ def _subscribed(info: Info, topic: str) -> Iterator[BusSubscription]:
         sub.close()
 
 
-async def _events(info: Info, sub: BusSubscription) -> AsyncGenerator[Event, None]:
+async def bus_events(info: Info, sub: BusSubscription) -> AsyncGenerator[Event, None]:
     """The bus events of ``sub`` until the token expires; fresh DataLoaders for each event."""
     ctx = info.context
     while True:
@@ -179,7 +178,7 @@ class Subscription:
         scope = await info.context.scope()
         views = _views(info)
         after = _since(since) if since else None
-        with _subscribed(info, CONSULTATION_TOPIC) as sub:  # before the replay: no gap
+        with subscribed(info, CONSULTATION_TOPIC) as sub:  # before the replay: no gap
             replayed: set[tuple[str, int]] = set()
             while after is not None:
                 async with info.context.services.store.read() as repo:
@@ -193,7 +192,7 @@ class Subscription:
                             consultation=Consultation(_m=c), event=_timeline(e, info), cursor=_cursor(e.at, c.id, seq)
                         )
                 after = (batch[-1][1].at, batch[-1][0].id, batch[-1][2]) if len(batch) == _REPLAY_BATCH else None
-            async for event in _events(info, sub):
+            async for event in bus_events(info, sub):
                 d = event.data
                 if id is not None and d.get("id") != str(id):
                     continue
@@ -222,8 +221,8 @@ class Subscription:
         scope = await info.context.scope()
         wanted = department or scope.department
         views = _views(info)
-        with _subscribed(info, CONSULTATION_TOPIC) as sub:
-            async for event in _events(info, sub):
+        with subscribed(info, CONSULTATION_TOPIC) as sub:
+            async for event in bus_events(info, sub):
                 d = event.data
                 if d.get("status") != m.ConsultationStatus.PENDING.value:
                     continue
@@ -239,8 +238,8 @@ class Subscription:
     ) -> AsyncGenerator[ImagingStudy, None]:
         scope = await info.context.scope()
         views = _views(info)
-        with _subscribed(info, STUDY_TOPIC) as sub:
-            async for event in _events(info, sub):
+        with subscribed(info, STUDY_TOPIC) as sub:
+            async for event in bus_events(info, sub):
                 d = event.data
                 if patient_id is not None and d.get("patient_id") != str(patient_id):
                     continue
@@ -258,11 +257,11 @@ class Subscription:
     async def message_processed(
         self, info: Info, channel: str | None = None, since: str | None = None
     ) -> AsyncGenerator[Message, None]:
-        if not JOURNAL_READERS & set(info.context.principal.roles):
-            raise Forbidden("messageProcessed is for integration admins")
+        if not info.context.allowed("message", "read"):  # the policy's journal readers (integration admins)
+            raise Forbidden("messageProcessed needs `message read`")
         views = _views(info)
         after = _journal_since(since) if since else None
-        with _subscribed(info, MESSAGE_TOPIC) as sub:  # before the replay: no gap
+        with subscribed(info, MESSAGE_TOPIC) as sub:  # before the replay: no gap
             replayed: set[tuple[str, str]] = set()
             while after is not None:
                 async with info.context.services.store.read() as repo:
@@ -271,7 +270,7 @@ class Subscription:
                     replayed.add((msg.id, msg.status.value))
                     yield Message(_m=msg)
                 after = (batch[-1].received_at, batch[-1].id) if len(batch) == _REPLAY_BATCH else None
-            async for event in _events(info, sub):
+            async for event in bus_events(info, sub):
                 d = event.data
                 if channel is not None and d.get("channel") != channel:
                     continue

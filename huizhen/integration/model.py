@@ -351,6 +351,26 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     id: str = field(default_factory=new_id)
+    domain: str | None = None  # the RBAC domain (facility code, ``*``) the decision was made in; None before 0013
+
+
+@dataclass
+class BreakGlassGrant:
+    """A clinician's own emergency access to one patient: reasoned, audited, expiring by itself."""
+
+    user_id: str
+    roles: list[str]
+    domain: str
+    patient_id: str
+    reason: str
+    granted_at: datetime
+    expires_at: datetime
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    id: str = field(default_factory=new_id)
+
+    def active(self, now: datetime) -> bool:
+        return now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)

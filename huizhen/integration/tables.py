@@ -317,6 +317,7 @@ audit_events = Table(
     Column("source", String(200)),
     Column("prev_hash", String(64)),
     Column("hash", String(64), nullable=False),
+    Column("domain", String(64)),  # the RBAC domain of the decision (0013; NULL on older rows)
 )
 
 # the Casbin policy: p lines (role, domain, object, action) and g lines (user, role, domain, "")
@@ -386,4 +387,22 @@ sla_escalations = Table(
     Column("due_at", UTCDateTime, nullable=False),
     Column("escalated_at", UTCDateTime, nullable=False),
     Column("acknowledged_by", String(200)),
+)
+
+# break-glass grants: a clinician's own, reasoned, self-expiring access to one patient (rows.Scope reads them)
+break_glass = Table(
+    "break_glass",
+    metadata,
+    _id(),
+    Column("user_id", String(200), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("domain", String(64), nullable=False),
+    Column("patient_id", ID, ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", UTCDateTime),
+    Index("ix_break_glass_user_expires", "user_id", "expires_at"),
+    Index("ix_break_glass_granted", "granted_at"),
 )

@@ -39,6 +39,7 @@ class AuditBuffer:
     roles: list[str]
     source: str | None
     events: list[AuditEvent] = field(default_factory=list)
+    domain: str | None = None  # the RBAC domain the request's decisions were made in (the policy dry run reads it)
     _seen: set[tuple[str, str | None, str | None, str]] = field(default_factory=set)
 
     def add(self, action: str, entity_type: str | None = None, entity_id: str | None = None,
@@ -50,6 +51,7 @@ class AuditBuffer:
         self.events.append(AuditEvent(
             at=datetime.now(UTC), actor=self.actor, roles=list(self.roles), action=action, outcome=outcome,
             entity_type=entity_type, entity_id=entity_id, detail=detail, source=self.source,
+            domain=self.domain,
         ))
 
 

@@ -14,6 +14,7 @@ malformed line, rejects the whole file with its line number.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Iterable
@@ -38,7 +39,7 @@ OBJECTS: Final = frozenset(
 ACTIONS: Final = frozenset(
     {
         "read", "write", "request", "submit", "assign", "decline", "start", "complete", "cancel", "reprocess", "raw",
-        "join", "observe", "*",
+        "join", "observe", "break_glass", "*",
     }
 )
 _NAME = re.compile(r"^[\w.:@\-]{1,200}$")  # letters of any script (张医生), no quotes or spaces
@@ -124,3 +125,17 @@ def to_csv(rules: Iterable[Rule]) -> str:
     for rule in sorted(set(rules)):
         out.write(rule.line() + "\n")
     return out.getvalue()
+
+
+def etag(rules: Iterable[Rule], role: str | None = None) -> str:
+    """A version tag of one role's lines (its p lines and the g lines assigning it), or of the whole policy.
+
+    A change names the tag it was based on; when another change to that role landed in between, the
+    tags differ and the change is refused as a conflict instead of overwriting what the other made.
+    """
+    lines = sorted({r.line() for r in rules if role is None or (r.v0 if r.ptype == "p" else r.v1) == role})
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def role_of(rule: Rule) -> str:
+    return rule.v0 if rule.ptype == "p" else rule.v1

@@ -11,7 +11,9 @@ used by every edge (GraphQL queries and subscriptions, FHIR, signaling):
 * a coordinator with the platform-wide domain sees every consultation, one
   bound to a facility sees that facility's;
 * everyone else (integration admin, security officer, auditor) sees no
-  clinical rows.
+  clinical rows;
+* beyond these, a clinician holding a valid break-glass grant
+  (:mod:`huizhen.rbac.breakglass`) sees that patient and their consultations.
 
 A :class:`Scope` is resolved once per request or per subscription from the
 token's claims plus the directory (the expert's department, the facility id
@@ -28,6 +30,7 @@ from huizhen.integration.repo.visibility import ConsultationRows, PatientRows
 from huizhen.rbac.identity import Principal
 
 PLATFORM = "*"
+BREAK_GLASS_ROLES = frozenset({"primary_doctor", "expert"})  # the clinicians who may break the glass
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class Scope:
     facility_code: str | None = None
     facility_id: str | None = None  # the id behind facility_code, when it names a known facility
     department: str | None = None  # an expert's department, from the directory
+    break_glass: frozenset[str] = frozenset()  # patient ids of the viewer's unexpired break-glass grants
 
     @classmethod
     def of(
@@ -56,6 +60,8 @@ class Scope:
 
     def sees_consultation(self, c: Consultation) -> bool:
         r = self.roles
+        if c.patient_id in self.break_glass:
+            return True
         if "coordinator" in r and (self.platform_wide or c.facility_id == self.facility_id):
             return True
         if "expert" in r and (
@@ -73,7 +79,7 @@ class Scope:
     def sees_patient(self, p: Patient, consultations: Iterable[Consultation] = ()) -> bool:
         """A patient is visible to whoever may see their facility's records or one of their consultations."""
         r = self.roles
-        if "patient" in r and p.id == self.sub:
+        if p.id in self.break_glass or ("patient" in r and p.id == self.sub):
             return True
         if "coordinator" in r and self.platform_wide:
             return True
@@ -99,6 +105,7 @@ class Scope:
             queue_department=self.department if expert else None,
             requester_id=self.sub if r & {"primary_doctor", "his_system"} else None,
             patient_id=self.sub if "patient" in r else None,
+            patient_ids=tuple(sorted(self.break_glass)),
         )
 
     def patient_rows(self) -> PatientRows:
@@ -113,4 +120,5 @@ class Scope:
             patient_id=self.sub if "patient" in r else None,
             facility_ids=facilities,
             via=self.consultation_rows(),
+            patient_ids=tuple(sorted(self.break_glass)),
         )

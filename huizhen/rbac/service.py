@@ -17,17 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from huizhen.integration.errors import Conflict
 from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import Actor, AuditEvent
 from huizhen.integration.repo import Repository
 from huizhen.integration.store import Store
 from huizhen.rbac.enforcer import Authorizer
-from huizhen.rbac.policy import Rule, parse_csv
+from huizhen.rbac.policy import PLATFORM, Rule, etag, parse_csv, role_of
 
 log = logging.getLogger(__name__)
 
 TOPIC: Final = "policy"
 _SEEDED: Final = "rbac-seed"
+_VERSION: Final = "rbac-version"
 
 
 class PolicyService:
@@ -74,27 +76,49 @@ class PolicyService:
         async with self.store.read() as repo:
             return [Rule(*row) for row in await repo.rbac.all()]
 
-    async def add(self, rule: Rule, actor: Actor) -> bool:
-        return await self._change(actor, "policy-add", rule, lambda repo: repo.rbac.add(_row(rule)))
+    async def add(self, rule: Rule, actor: Actor, *, reason: str | None = None,
+                  expected_etag: str | None = None) -> bool:
+        return await self._change(
+            actor, "policy-add", rule, lambda repo: repo.rbac.add(_row(rule)),
+            reason=reason, expected=(role_of(rule), expected_etag),
+        )
 
-    async def remove(self, rule: Rule, actor: Actor) -> bool:
-        return await self._change(actor, "policy-remove", rule, lambda repo: repo.rbac.remove(_row(rule)))
+    async def remove(self, rule: Rule, actor: Actor, *, reason: str | None = None,
+                     expected_etag: str | None = None) -> bool:
+        return await self._change(
+            actor, "policy-remove", rule, lambda repo: repo.rbac.remove(_row(rule)),
+            reason=reason, expected=(role_of(rule), expected_etag),
+        )
 
-    async def replace(self, rules: list[Rule], actor: Actor) -> None:
+    async def replace(self, rules: list[Rule], actor: Actor, *, reason: str | None = None,
+                      expected_etag: str | None = None) -> None:
         async def apply(repo: Repository) -> bool:
             await repo.rbac.replace_all([_row(r) for r in sorted(set(rules))])
             return True
 
-        await self._change(actor, "policy-import", None, apply, detail=f"{len(rules)} rules")
+        await self._change(actor, "policy-import", None, apply, detail=f"{len(rules)} rules", reason=reason,
+                           expected=(None, expected_etag))
 
     async def _change(self, actor: Actor, action: str, rule: Rule | None, apply: object,
-                      detail: str | None = None) -> bool:
+                      detail: str | None = None, reason: str | None = None,
+                      expected: tuple[str | None, str | None] = (None, None)) -> bool:
+        detail = detail or (rule.line() if rule else None)
+        if reason is not None and reason.strip():
+            detail = f"{detail}; reason: {reason.strip()}"
         async with self.store.write() as repo:
+            await repo.rbac.next_sequence(_VERSION)  # its row lock serialises policy changes across instances
+            role, tag = expected
+            if tag is not None:
+                found = etag([Rule(*row) for row in await repo.rbac.all()], role)
+                if found != tag:
+                    what = f"role {role}" if role else "the policy"
+                    raise Conflict(f"{what} was changed by someone else meanwhile (version {found}, "
+                                   f"this change was based on {tag}): reload and try again")
             changed = bool(await apply(repo))  # type: ignore[operator]
             await repo.audit.append(AuditEvent(
                 at=datetime.now(UTC), actor=actor.id, roles=list(actor.roles), action=action,
                 outcome="success" if changed else "unchanged", entity_type="Policy",
-                entity_id=None, detail=detail or (rule.line() if rule else None), source=actor.source,
+                entity_id=None, detail=detail, source=actor.source, domain=actor.facility or PLATFORM,
             ))
         await self.reload()
         await self.bus.publish(Event(TOPIC, "changed", {"action": action}))

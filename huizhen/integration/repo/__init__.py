@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.repo.audit import AuditTrail
+from huizhen.integration.repo.breakglass import BreakGlassGrants
 from huizhen.integration.repo.cases import Escalations, TeachingCases
 from huizhen.integration.repo.clinical import Clinical
 from huizhen.integration.repo.consultations import Consultations
@@ -32,6 +33,7 @@ class Repository:
         self.cases = TeachingCases(conn, keyring, dialect)
         self.escalations = Escalations(conn, keyring, dialect)
         self.rbac = RbacRules(conn, keyring, dialect)
+        self.break_glass = BreakGlassGrants(conn, keyring, dialect)
 
 
 __all__ = ["Repository"]

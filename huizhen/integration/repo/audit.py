@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, false, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import BadInput
@@ -22,6 +24,8 @@ def chain_hash(prev_hash: str | None, e: AuditEvent) -> str:
         "action": e.action, "entity_type": e.entity_type, "entity_id": e.entity_id,
         "outcome": e.outcome, "detail": e.detail, "source": e.source,
     }
+    if e.domain is not None:  # added in 0013: events without a domain keep the hash they were written with
+        doc["domain"] = e.domain
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -48,7 +52,7 @@ class AuditTrail(RepoBase):
                 dict(
                     id=e.id, at=e.at, actor=e.actor, roles=e.roles, action=e.action, entity_type=e.entity_type,
                     entity_id=e.entity_id, outcome=e.outcome, detail=e.detail, source=e.source,
-                    prev_hash=e.prev_hash, hash=e.hash,
+                    prev_hash=e.prev_hash, hash=e.hash, domain=e.domain,
                 )
                 for e in events
             ],
@@ -56,7 +60,7 @@ class AuditTrail(RepoBase):
 
     async def search(
         self, *, entity_id: str | None = None, actor: str | None = None, first: int | None = None,
-        after: str | None = None,
+        after: str | None = None, where: AuditFilter | None = None,
     ) -> Page[AuditEvent]:
         """Newest first; filters are bound parameters, never SQL text."""
         c = t.audit_events.c
@@ -65,6 +69,8 @@ class AuditTrail(RepoBase):
             q = q.where(c.entity_id == entity_id)
         if actor is not None:
             q = q.where(c.actor == actor)
+        if where is not None:
+            q = where.apply(q)
         total = (await self.conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
         size = page_size(first)
         if after:
@@ -78,15 +84,54 @@ class AuditTrail(RepoBase):
             total=total, has_next=len(rows) > size, has_previous=after is not None,
         )
 
-    async def all(self) -> AsyncIterator[AuditEvent]:
-        result = await self.conn.stream(select(t.audit_events).order_by(t.audit_events.c.seq))
+    async def all(self, where: AuditFilter | None = None) -> AsyncIterator[AuditEvent]:
+        q = select(t.audit_events)
+        if where is not None:
+            q = where.apply(q)
+        result = await self.conn.stream(q.order_by(t.audit_events.c.seq))
         async for row in result:
             yield _event(row._mapping)
+
+    async def patient_entity_ids(self) -> list[str]:
+        """The distinct patient ids the trail names (a pseudonym is matched against these)."""
+        c = t.audit_events.c
+        rows = await self.conn.execute(
+            select(c.entity_id).where(c.entity_type == "Patient", c.entity_id.is_not(None)).distinct()
+        )
+        return [r[0] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """The audit viewer's filters; ``entity_ids`` empty but not None matches nothing."""
+
+    action: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    entity_type: str | None = None
+    entity_ids: tuple[str, ...] | None = None
+
+    def apply(self, q: Select[Any]) -> Select[Any]:
+        c = t.audit_events.c
+        if self.action is not None:
+            q = q.where(c.action == self.action)
+        if self.outcome is not None:
+            q = q.where(c.outcome == self.outcome)
+        if self.since is not None:
+            q = q.where(c.at >= self.since)
+        if self.until is not None:
+            q = q.where(c.at < self.until)
+        if self.entity_type is not None:
+            q = q.where(c.entity_type == self.entity_type)
+        if self.entity_ids is not None:
+            q = q.where(c.entity_id.in_(self.entity_ids)) if self.entity_ids else q.where(false())
+        return q
 
 
 def _event(m: Any) -> AuditEvent:
     return AuditEvent(
         id=m["id"], at=m["at"], actor=m["actor"], roles=list(m["roles"]), action=m["action"],
         entity_type=m["entity_type"], entity_id=m["entity_id"], outcome=m["outcome"], detail=m["detail"],
-        source=m["source"], prev_hash=m["prev_hash"], hash=m["hash"],
+        source=m["source"], prev_hash=m["prev_hash"], hash=m["hash"], domain=m["domain"],
     )

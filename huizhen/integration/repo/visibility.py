@@ -26,6 +26,7 @@ class ConsultationRows:
     queue_department: str | None = None  # PENDING in this department
     requester_id: str | None = None
     patient_id: str | None = None
+    patient_ids: tuple[str, ...] = ()  # break-glass: every consultation of these patients
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class PatientRows:
     patient_id: str | None = None
     facility_ids: tuple[str, ...] = ()
     via: ConsultationRows | None = None  # patients of the consultations visible this way
+    patient_ids: tuple[str, ...] = ()  # break-glass: these patients
 
 
 def consultation_condition(rows: ConsultationRows) -> Any:
@@ -51,6 +53,8 @@ def consultation_condition(rows: ConsultationRows) -> Any:
         terms.append(c.requester_id == rows.requester_id)
     if rows.patient_id is not None:
         terms.append(c.patient_id == rows.patient_id)
+    if rows.patient_ids:
+        terms.append(c.patient_id.in_(rows.patient_ids))
     return or_(*terms) if terms else false()
 
 
@@ -61,6 +65,8 @@ def patient_condition(rows: PatientRows) -> Any:
     terms: list[Any] = []
     if rows.patient_id is not None:
         terms.append(p.id == rows.patient_id)
+    if rows.patient_ids:
+        terms.append(p.id.in_(rows.patient_ids))
     if rows.facility_ids:
         terms.append(p.facility_id.in_(rows.facility_ids))
     if rows.via is not None:
