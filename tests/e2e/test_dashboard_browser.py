@@ -74,7 +74,7 @@ async def test_admin_watches_messages_and_reprocesses_an_error(server: RunningSe
     page = await browser.new_page(viewport={"width": 1280, "height": 1400})
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(str(exc)))
-    await page.goto(f"{server.base_url}/dashboard/?poll=500")
+    await page.goto(f"{server.base_url}/dashboard/?poll=600000")  # no polling: changes must come by subscription
     await page.fill("#token", server.token("ops-admin", "integration_admin"))
     await page.click("#login-form button[type=submit]")
     await expect(page.get_by_test_id("whoami")).to_contain_text("integration_admin")
@@ -86,7 +86,9 @@ async def test_admin_watches_messages_and_reprocesses_an_error(server: RunningSe
     await expect(page.locator('#chart polyline[data-series="mllp"]')).to_have_attribute("data-total", "2")
     await page.screenshot(path=str(ARTIFACTS / "dashboard-before.png"), full_page=True)
 
-    await send(server, adt("B-3", mrn="OPS3"), order("B-4"))  # live: the page polls, no reload
+    await expect(page.locator("#live")).to_have_text("live")  # subscribed to messageProcessed
+    await page.wait_for_timeout(300)  # the subscribe message reaches the server
+    await send(server, adt("B-3", mrn="OPS3"), order("B-4"))  # live: pushed by the subscription, no reload
     await expect(page.get_by_test_id("count-received")).to_have_text("4")
     await expect(mllp_row.locator("td.received")).to_have_text("4")
     await expect(page.locator('#chart polyline[data-series="mllp"]')).to_have_attribute("data-total", "4")

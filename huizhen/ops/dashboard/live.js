@@ -1,5 +1,5 @@
-// "Something changed": the subscription messageProcessed over graphql-transport-ws when the server
-// offers it, and a poll in any case (a safety net, and the whole story until subscriptions land).
+// "Something changed": the subscription messageProcessed over graphql-transport-ws, and a slow poll in
+// any case (a safety net while the socket is down).
 // Callers only see onChange(callback); switching transports never touches them.
 import { session } from "./api.js";
 
@@ -35,7 +35,10 @@ function subscribe(query, onNext, onLive, onDown) {
   ws.onopen = () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${session.token}` } }));
   ws.onmessage = (event) => {
     const msg = JSON.parse(event.data);
-    if (msg.type === "connection_ack") ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query } }));
+    if (msg.type === "connection_ack") {
+      ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query } }));
+      onLive();  // subscribed: changes now arrive as they happen
+    }
     else if (msg.type === "next" && !msg.payload?.errors) { onLive(); onNext(); }
     else if (msg.type === "error") { onDown(); ws.close(); }  // no such subscription yet: keep polling
     else if (msg.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
