@@ -18,16 +18,15 @@ is lost between them:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from huizhen.adapters.fhir_client import FhirClientError, FhirServerError
 from huizhen.adapters.fhir_his import CHANNEL_PREFIX, HisClients
 from huizhen.integration.errors import NotFound
 from huizhen.integration.model import Consultation, OutboundMessage, OutboundStatus, TimelineEvent
+from huizhen.integration.outbox_sender import OutboxSender
 from huizhen.integration.repo import Repository
 from huizhen.integration.repo.outbox import backoff
 from huizhen.integration.store import Store
@@ -65,49 +64,18 @@ class FhirPushQueue:
         ))
 
 
-class FhirPushSender:
+class FhirPushSender(OutboxSender):
+    name = "fhir-push"
+
     def __init__(
         self, store: Store, his: HisClients, *, poll_s: float = 1.0, lease: timedelta = timedelta(seconds=120),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store, self.his, self.poll_s, self.lease = store, his, poll_s, lease
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.channels = [server.channel for server in his.servers.values()]
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        super().__init__(store, [server.channel for server in his.servers.values()], poll_s=poll_s, lease=lease,
+                         clock=clock)
+        self.his = his
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fhir-push")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.send_due()
-            except Exception:  # the loop must outlive a database hiccup; the rows wait
-                log.exception("FHIR push: a round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
-
-    async def send_due(self) -> int:
-        if not self.channels:
-            return 0
-        async with self.store.write() as repo:
-            due = await repo.outbox.claim_due(self.clock(), lease=self.lease, channels=self.channels)
-        for message in due:
-            await self._attempt(message)
-        return len(due)
-
-    async def _attempt(self, m: OutboundMessage) -> None:
+    async def attempt(self, m: OutboundMessage) -> None:
         m.attempts += 1
         now = self.clock()
         try:

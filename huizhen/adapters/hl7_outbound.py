@@ -15,16 +15,15 @@ Two halves, so that nothing is lost between them:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from huizhen.adapters.hl7_send import ack_code
 from huizhen.adapters.mllp_client import MllpClient
 from huizhen.adapters.mllp_framing import MllpError
 from huizhen.integration.model import Consultation, OutboundMessage, OutboundStatus, TimelineEvent
+from huizhen.integration.outbox_sender import OutboxSender
 from huizhen.integration.repo import Repository
 from huizhen.integration.repo.outbox import backoff
 from huizhen.integration.store import Store
@@ -67,53 +66,19 @@ class ReportQueue:
         )
 
 
-class OutboundSender:
+class OutboundSender(OutboxSender):
+    name = "hl7-outbound"
+
     def __init__(
         self, store: Store, endpoints: dict[str, tuple[str, int]], *, poll_s: float = 1.0,
         ack_timeout_s: float = 30.0, lease: timedelta = timedelta(seconds=60),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store = store
+        super().__init__(store, [CHANNEL], poll_s=poll_s, lease=lease, clock=clock)
         self.endpoints = endpoints
-        self.poll_s = poll_s
         self.ack_timeout_s = ack_timeout_s
-        self.lease = lease
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hl7-outbound")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def poke(self) -> None:
-        """Look for due messages now (after a completion), rather than at the next poll."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.send_due()
-            except Exception:  # the loop must outlive a database hiccup; the rows wait
-                log.exception("outbound sender: a round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
-
-    async def send_due(self) -> int:
-        """Send every due message once; returns how many were attempted."""
-        async with self.store.write() as repo:
-            due = await repo.outbox.claim_due(self.clock(), lease=self.lease, channels=[CHANNEL])
-        for message in due:
-            await self._attempt(message)
-        return len(due)
-
-    async def _attempt(self, m: OutboundMessage) -> None:
+    async def attempt(self, m: OutboundMessage) -> None:
         endpoint = self.endpoints.get(m.destination)
         m.attempts += 1
         code, error = "", None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from huizhen.rbac.viewer import resolve_scope
 if TYPE_CHECKING:
     from huizhen.app import Services
     from huizhen.graphql.subscriptions import EventViews
+    from huizhen.integration.repo import Repository
 
 
 @dataclass
@@ -49,20 +50,22 @@ class Loaders:
 def make_loaders(services: Services) -> Loaders:
     store = services.store
 
-    async def observations(ids: Sequence[str]) -> list[Observation | None]:
-        async with store.read() as repo:
-            found = {o.id: o for o in await repo.clinical.observations_by_ids(ids)}
-        return [found.get(i) for i in ids]
+    def by_id(fetch: Callable[[Repository, Sequence[str]], Awaitable[Sequence[Any]]]) -> Any:
+        """A batch function: one query for the ids asked, answers in their order (None where missing)."""
 
-    async def studies(ids: Sequence[str]) -> list[ImagingStudy | None]:
-        async with store.read() as repo:
-            found = {s.id: s for s in await repo.clinical.studies_by_ids(ids)}
-        return [found.get(i) for i in ids]
+        async def load(ids: Sequence[str]) -> list[Any]:
+            async with store.read() as repo:
+                found = {x.id: x for x in await fetch(repo, ids)}
+            return [found.get(i) for i in ids]
 
-    async def documents(ids: Sequence[str]) -> list[Document | None]:
-        async with store.read() as repo:
-            found = {d.id: d for d in await repo.clinical.documents_by_ids(ids)}
-        return [found.get(i) for i in ids]
+        return load
+
+    observations = by_id(lambda repo, ids: repo.clinical.observations_by_ids(ids))
+    studies = by_id(lambda repo, ids: repo.clinical.studies_by_ids(ids))
+    documents = by_id(lambda repo, ids: repo.clinical.documents_by_ids(ids))
+    patients = by_id(lambda repo, ids: repo.patients.by_ids(ids))
+    practitioners = by_id(lambda repo, ids: repo.directory.practitioners_by_ids(ids))
+    facilities = by_id(lambda repo, ids: repo.directory.facilities(ids))
 
     async def patient_observations(keys: Sequence[tuple[str, int | None]]) -> list[list[Observation]]:
         # one statement per distinct N asked for in this request (almost always one)
@@ -88,21 +91,6 @@ def make_loaders(services: Services) -> Loaders:
         async with store.read() as repo:
             found = await repo.journal.touching(ids)
         return [found.get(i, []) for i in ids]
-
-    async def patients(ids: Sequence[str]) -> list[Patient | None]:
-        async with store.read() as repo:
-            found = {p.id: p for p in await repo.patients.by_ids(ids)}
-        return [found.get(i) for i in ids]
-
-    async def practitioners(ids: Sequence[str]) -> list[Practitioner | None]:
-        async with store.read() as repo:
-            found = {p.id: p for p in await repo.directory.practitioners_by_ids(ids)}
-        return [found.get(i) for i in ids]
-
-    async def facilities(ids: Sequence[str]) -> list[Facility | None]:
-        async with store.read() as repo:
-            found = {f.id: f for f in await repo.directory.facilities(ids)}
-        return [found.get(i) for i in ids]
 
     return Loaders(
         patient=DataLoader(load_fn=patients),
