@@ -143,8 +143,8 @@ class KeyRing:
         return True
 
 
-def write_secret_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 atomically; never overwrite an existing secret."""
+def _temp_secret(path: Path, data: bytes) -> Path:
+    """``data`` written and synced to a fresh 0600 file beside ``path``."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -152,6 +152,12 @@ def write_secret_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return tmp
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 atomically; never overwrite an existing secret."""
+    tmp = _temp_secret(path, data)
     try:
         os.link(tmp, path)  # fails if another process created it first
     finally:
@@ -167,14 +173,7 @@ def read_secret_file(path: Path) -> bytes:
 
 def replace_secret_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data`` (mode 0600): readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    os.replace(_temp_secret(path, data), path)
 
 
 def load_keyring(data_dir: Path, env_keys: str | None = None, env_index_key: str | None = None) -> KeyRing:
