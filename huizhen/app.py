@@ -77,7 +77,8 @@ class ChannelState:
     direction: str
     state: str = "stopped"
     queued: int = 0
-    # for channels without a journal of their own (a HIS FHIR server): what their client saw last
+    # for channels without a journal of their own (a HIS FHIR server, signaling): what they saw last
+    received: int = 0
     errors: int = 0
     last_error: str | None = None
     last_activity_at: datetime | None = None
@@ -170,6 +171,7 @@ async def create_services(
         fhir.channel: ChannelState("inbound", "listening"),
         "dicom": ChannelState("inbound", "disabled" if settings.dicom_port == 0 else "stopped"),
         OUTBOUND: ChannelState("outbound", "stopped" if endpoints else "disabled"),
+        "signaling": ChannelState("both", "listening"),
         **{server.channel: ChannelState("outbound", "idle") for server in his_servers.values()},
     }
     his = HisClients(his_servers, lambda name, health: _report_health(channels[name], health))

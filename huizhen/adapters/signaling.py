@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -66,6 +67,7 @@ class SignalingHub:
             rtt_down_ms=s.bitrate_rtt_down_ms, good_loss_pct=s.bitrate_good_loss_pct,
             good_rtt_ms=s.bitrate_good_rtt_ms, up_after=s.bitrate_up_after,
         )
+        self.channel = services.channels["signaling"]  # what `channels` and the dashboard show
         self.netchecks = NetChecks(
             self.policy, seconds=s.netcheck_seconds, timeout_s=s.netcheck_timeout_seconds,
             max_concurrent=s.netcheck_max_concurrent,
@@ -191,11 +193,16 @@ class Session:
                     return
                 continue
             self.strikes = 0
+            channel = self.hub.channel
+            channel.received += 1
+            channel.last_activity_at = datetime.now(UTC)
             try:
                 if text is None:
                     raise SignalingError(Code.BAD_INPUT, "binary frames are not part of the protocol")
                 await self._dispatch(peer, parse(text))
             except SignalingError as exc:
+                channel.errors += 1
+                channel.last_error = f"{exc.code}: {exc}"
                 peer.send(exc.as_message())
             except Exception:  # a bug must not end the session; the client gets a code, the log the trace
                 log.exception("signaling: message handling failed")
@@ -234,11 +241,13 @@ class Session:
         await self.hub.rooms.enter(peer, msg.room, lambda present: {
             "type": "joined", "room": msg.room, "peer": peer.id, "peers": present, "iceServers": servers,
         })
+        self.hub.services.metrics.signaling_peers.inc()
 
     async def _leave(self, peer: Peer) -> None:
         room = peer.room
         await self.hub.rooms.exit(peer)
         if room is not None:
+            self.hub.services.metrics.signaling_peers.dec()
             await self._note(room, TimelineType.CALL_LEFT, None)
 
     async def _relay(self, peer: Peer, msg: Sdp | Candidate) -> None:

@@ -183,7 +183,7 @@ class BaseQuery:
                     name=name,
                     direction=state.direction,
                     state=state.state,
-                    received=s.received if s else 0,
+                    received=s.received if s else state.received,
                     errors=s.errors if s else state.errors,
                     queued=queued,
                     last_error=s.last_error if s else state.last_error,

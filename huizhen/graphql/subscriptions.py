@@ -128,9 +128,12 @@ def _views(info: Info) -> EventViews:
 @contextlib.contextmanager
 def subscribed(info: Info, topic: str) -> Iterator[BusSubscription]:
     sub = info.context.services.bus.subscribe(topic)
+    active = info.context.services.metrics.graphql_subscriptions
+    active.inc()
     try:
         yield sub
     finally:
+        active.dec()
         sub.close()
 
 

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -209,3 +210,26 @@ async def test_study_received_from_a_dicom_modality(server: RunningServer) -> No
         study = (await ws.next(sid, timeout=30))["studyReceived"]
         assert study["modalities"] == ["CT"] and study["studyInstanceUid"]
 
+
+
+async def test_open_subscriptions_are_counted_in_metrics(server: RunningServer) -> None:
+    admin = {"Authorization": f"Bearer {server.token('ops1', 'integration_admin', facility='*')}"}
+
+    async def active() -> str:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=admin) as http:
+            text = (await http.get("/metrics")).text
+        return next(line for line in text.splitlines() if line.startswith("huizhen_graphql_subscriptions_active "))
+
+    async with graphql_socket(server.base_url) as ws:
+        await ws.init(bearer(server, "doc1", "primary_doctor", "TWN001"))
+        await ws.subscribe(UPDATED)
+        for _ in range(50):  # the subscribe message reaches the server
+            if await active() == "huizhen_graphql_subscriptions_active 1.0":
+                break
+            await asyncio.sleep(0.1)
+        assert await active() == "huizhen_graphql_subscriptions_active 1.0"
+    for _ in range(50):
+        if await active() == "huizhen_graphql_subscriptions_active 0.0":
+            break
+        await asyncio.sleep(0.1)
+    assert await active() == "huizhen_graphql_subscriptions_active 0.0"

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from huizhen.integration.model import Actor, ConsultationStatus
@@ -222,3 +223,27 @@ async def test_call_page_is_served(server: RunningServer) -> None:
     assert page.status_code == 200 and "会诊视频" in page.text and "any-consultation-id" not in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert script.status_code == 200 and "/signaling" in script.text
+
+
+async def test_signaling_shows_in_channels_and_metrics(server: RunningServer) -> None:
+    cid = await assigned_consultation(server.services)
+    t = tokens(server)
+    admin = server.client(server.token("ops1", "integration_admin", facility="*"))
+    try:
+        doctor = await SignalingClient.connect(server.base_url, t["doctor"])
+        await doctor.join(cid)
+        await doctor.send(type="offer", to="nobody", sdp="v=0")
+        assert await doctor.error() == "UNKNOWN_PEER"
+        channels = {c["name"]: c for c in (await admin.execute(
+            "{ channels { name state received errors lastError lastMessageAt } }"))["channels"]}
+        sig = channels["signaling"]
+        assert sig["state"] == "listening" and sig["received"] == 2 and sig["errors"] == 1
+        assert sig["lastError"].startswith("UNKNOWN_PEER") and sig["lastMessageAt"]
+        auth = {"Authorization": f"Bearer {server.token('ops1', 'integration_admin', facility='*')}"}
+        async with httpx.AsyncClient(base_url=server.base_url, headers=auth) as http:
+            assert "huizhen_signaling_peers 1.0" in (await http.get("/metrics")).text
+            await doctor.close()
+            await asyncio.sleep(0.2)
+            assert "huizhen_signaling_peers 0.0" in (await http.get("/metrics")).text
+    finally:
+        await admin.aclose()
