@@ -28,10 +28,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         yield w
 
 
-async def _login(page: Any, world: World, role: str) -> None:
+async def _login(page: Any, world: World, role: str, poll_ms: int = 500) -> None:
     from playwright.async_api import expect
 
-    await page.goto(f"{world.server.base_url}/dashboard/security?poll=500")
+    await page.goto(f"{world.server.base_url}/dashboard/security?poll={poll_ms}")
     await page.fill("#token", world.token(role))
     await page.click("#login-form button[type=submit]")
     await expect(page.get_by_test_id("whoami")).to_contain_text(role)
@@ -52,7 +52,7 @@ async def test_officer_changes_a_policy_after_its_dry_run_and_sees_break_glass(w
         page = await browser.new_page(viewport={"width": 1280, "height": 1600})
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
-        await _login(page, world, "security_officer")
+        await _login(page, world, "security_officer", poll_ms=600_000)  # alerts must come by subscription
         await expect(page.get_by_test_id("role-primary_doctor")).to_contain_text("consultation")
         await expect(page.get_by_test_id("chain")).to_contain_text("intact")
 
@@ -93,6 +93,8 @@ async def test_officer_changes_a_policy_after_its_dry_run_and_sees_break_glass(w
             "allowed by p, primary_doctor, TWN001, consultation, assign")
         await expect(page.get_by_test_id("audit")).to_contain_text("reason: 石桥镇 doctors assign their own cases")
 
+        await expect(page.get_by_test_id("live")).to_have_text("live")  # subscribed to securityAlerts
+        await page.wait_for_timeout(300)  # the subscribe message reaches the server
         grant = await doctor.execute(
             'mutation { breakGlass(patientId: "pat2", reason: "患者昏迷, 需要既往史") { id } }')
         alert = page.locator(f'#alerts tr[data-id="{grant["breakGlass"]["id"]}"]')
