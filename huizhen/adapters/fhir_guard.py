@@ -5,7 +5,8 @@ reads and searches are ``read``, creates, updates and Bundles are ``write``.
 A denial is 403 with a ``forbidden`` issue; it depends only on the roles and
 the request, never on which rows exist. A resource the viewer may not see is
 treated like one that does not exist: a read answers 404, a search leaves it
-out (and counts only what it returns). Visibility follows the patient a
+out: searches filter by the viewer's patients in SQL (:meth:`FhirAccess.patient_rows`), so ``Bundle.total``
+and every page count only visible resources. Visibility follows the patient a
 resource belongs to (:mod:`huizhen.rbac.rows`: a HIS system account sees its
 facility's patients and consultations, so it reads back what it sent).
 Every read resource, every write and every denial is one audit event; the
@@ -20,6 +21,7 @@ from typing import Final
 from starlette.requests import Request
 
 from huizhen.adapters.fhir_errors import FhirHttpError
+from huizhen.integration.repo.visibility import PatientRows
 from huizhen.integration.store import Store
 from huizhen.mappings.fhir.outcome import IssueType
 from huizhen.mappings.fhir.render import JSON
@@ -65,6 +67,10 @@ class FhirAccess:
         raise FhirHttpError(403, IssueType.FORBIDDEN, f"{', '.join(sorted(self.roles)) or 'no role'} in "
                                                       f"{self.domain} may not {action} {resource_type or 'Bundle'}")
 
+    async def patient_rows(self) -> PatientRows:
+        """The viewer's patients as a SQL filter, so that searches page and count only what it may see."""
+        return (await self._resolved_scope()).patient_rows()
+
     async def visible(self, resource: JSON) -> bool:
         kind = str(resource.get("resourceType", ""))
         if kind in _DIRECTORY:
@@ -79,16 +85,20 @@ class FhirAccess:
             self.buffer.add("read", kind, str(resource.get("id", "")) or None)
         return seen
 
-    async def _sees_patient(self, patient_id: str) -> bool:
+    async def _resolved_scope(self) -> Scope:
         if self._scope is None:
             self._scope = await resolve_scope(self.guard.store, self.principal, self.roles)
+        return self._scope
+
+    async def _sees_patient(self, patient_id: str) -> bool:
+        scope = await self._resolved_scope()
         async with self.guard.store.read() as repo:
             patient = await repo.patients.get(patient_id)
             if patient is None:
                 return False
-            if self._scope.sees_patient(patient):
+            if scope.sees_patient(patient):
                 return True
-            return self._scope.sees_patient(patient, await repo.consultations.for_patients([patient_id]))
+            return scope.sees_patient(patient, await repo.consultations.for_patients([patient_id]))
 
     def wrote(self, method: str, path: str, status: int) -> None:
         self.buffer.add("write", path.split("/")[0].split("?")[0] or "Bundle", None,

@@ -21,7 +21,12 @@ from huizhen.integration.model import (
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
 from huizhen.integration.repo.prepared import Prepared
-from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
+from huizhen.integration.repo.visibility import (
+    ConsultationRows,
+    PatientRows,
+    consultation_condition,
+    visible_patient_ids,
+)
 
 # every lab result asks whether its order is a consultation's; almost never, so only the id is read
 _ID_BY_SOURCE_ORDER = Prepared(
@@ -94,14 +99,16 @@ class Consultations(RepoBase):
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
         patient_id: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
         sort: WorkListSort = WorkListSort.NEWEST, first: int | None = None, after: str | None = None,
-        visible: ConsultationRows | None = None,
+        visible: ConsultationRows | None = None, of_visible_patients: PatientRows | None = None,
     ) -> Page[Consultation]:
         """Keyset-paged, newest first or most urgent (then newest) first; ``visible`` limits the rows (and the
-        total) to a viewer's."""
+        total) to a viewer's; ``of_visible_patients`` to those of the patients a viewer may see (the FHIR rule)."""
         c = t.consultations.c
         q = select(t.consultations)
         if visible is not None:
             q = q.where(consultation_condition(visible))
+        if of_visible_patients is not None:
+            q = q.where(c.patient_id.in_(visible_patient_ids(of_visible_patients)))
         if statuses:
             q = q.where(c.status.in_([s.value for s in statuses]))
         for col, value in ((c.department, department), (c.facility_id, facility_id),
