@@ -90,7 +90,7 @@ class FhirApi:
         method = request.method
         if parts == ["metadata"]:
             _allow(method, "GET")
-            return FhirAnswer(200, capability_statement(base, self.started))
+            return FhirAnswer(200, capability_statement(base, self.started, access.permits))  # what this caller may do
         if not parts:
             _allow(method, "POST")
             access.require(None, method)

@@ -58,10 +58,14 @@ class FhirAccess:
     def domain(self) -> str:
         return self.principal.facility or PLATFORM
 
+    def permits(self, resource_type: str, action: str) -> bool:
+        """Whether the roles allow ``action`` ("read" or "write") on a type ("" for a Bundle); nothing audited."""
+        obj = OBJECT_OF.get(resource_type, _BUNDLE_OBJECT)
+        return self.guard.authorizer.allowed(self.roles, self.domain, obj, action)
+
     def require(self, resource_type: str | None, method: str) -> None:
-        obj = OBJECT_OF.get(resource_type or "", _BUNDLE_OBJECT)
         action = "read" if method == "GET" else "write"
-        if self.guard.authorizer.allowed(self.roles, self.domain, obj, action):
+        if self.permits(resource_type or "", action):
             return
         self.buffer.add(action, resource_type or "Bundle", None, DENIED, detail=f"{method} {resource_type or ''}")
         raise FhirHttpError(403, IssueType.FORBIDDEN, f"{', '.join(sorted(self.roles)) or 'no role'} in "
