@@ -159,7 +159,7 @@ class FhirApi:
             log.error("FHIR search %s: %d resources passed SQL visibility but not the row rule",
                       resource_type, len(found.resources) - len(visible))
             found.resources, found.total = visible, found.total - (len(found.resources) - len(visible))
-        kept = [(k, v) for k, v in params if k not in ("_cursor", "_format")]
+        kept = [(k, v) for k, v in params if k != "_cursor"]  # the next page keeps the format asked for
         here = f"{base}/{resource_type}"
         self_url = f"{here}?{urlencode(params)}" if params else here
         next_url = f"{here}?{urlencode([*kept, ('_cursor', found.next_cursor)])}" if found.next_cursor else None

@@ -161,6 +161,14 @@ async def test_a_chinese_patient_conditional_writes_and_a_blood_pressure_panel(s
         found = body(await his.get("/Observation", params={"patient": hz, "code": f"{systems.LOINC}|85354-9",
                                                             "date": "2026-11-30"}))
         assert found["total"] == 1
+        plain = {"_format": "application/json", "_count": "1"}
+        page = await his.get("/Patient", params={"name": "欧阳明华", **plain})
+        assert page.headers["content-type"].startswith("application/json") and body(page)["total"] == 2
+        [next_url] = [link["url"] for link in body(page)["link"] if link["relation"] == "next"]
+        following = await his.get(next_url)  # the next link keeps the format asked for
+        assert following.headers["content-type"].startswith("application/json")
+        assert [e["resource"]["id"] for e in body(following)["entry"]] != [e["resource"]["id"] for e in
+                                                                            body(page)["entry"]]
 
 
 async def test_a_transaction_with_urn_uuid_references_and_an_unmapped_entry(server: RunningServer) -> None:
