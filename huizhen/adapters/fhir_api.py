@@ -151,7 +151,7 @@ class FhirApi:
         principal = _principal(request)
         params = list(request.query_params.multi_items())
         query = Query(resource_type, params, principal.facility or principal.sub, self.tz,
-                      await access.patient_rows())
+                      await access.patient_rows(), await access.consultation_rows())
         async with self.store.read() as repo:
             found = await search(repo, query)  # filtered in SQL: the total and the page hold visible rows only
         visible = [r for r in found.resources if await access.visible(r)]  # audits each read resource

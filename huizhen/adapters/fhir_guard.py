@@ -8,7 +8,10 @@ treated like one that does not exist: a read answers 404, a search leaves it
 out: searches filter by the viewer's patients in SQL (:meth:`FhirAccess.patient_rows`), so ``Bundle.total``
 and every page count only visible resources. Visibility follows the patient a
 resource belongs to (:mod:`huizhen.rbac.rows`: a HIS system account sees its
-facility's patients and consultations, so it reads back what it sent).
+facility's patients and consultations, so it reads back what it sent), except
+that what a consultation reads as (its ServiceRequest, session Encounter and
+report) follows the consultation rule, as in GraphQL: an expert who sees a
+patient through one consultation does not see that patient's other ones.
 Every read resource, every write and every denial is one audit event; the
 events of a request are written together when it ends.
 """
@@ -21,7 +24,7 @@ from typing import Final
 from starlette.requests import Request
 
 from huizhen.adapters.fhir_errors import FhirHttpError
-from huizhen.integration.repo.visibility import PatientRows
+from huizhen.integration.repo.visibility import ConsultationRows, PatientRows
 from huizhen.integration.store import Store
 from huizhen.mappings.fhir.outcome import IssueType
 from huizhen.mappings.fhir.render import JSON
@@ -41,6 +44,7 @@ OBJECT_OF: Final = {
 }
 _BUNDLE_OBJECT: Final = "patient"  # a transaction or batch at the base writes patient data
 _DIRECTORY: Final = frozenset(t for t, o in OBJECT_OF.items() if o == "directory")
+_CONSULTATION_VIEWS: Final = frozenset({"ServiceRequest", "Encounter", "DiagnosticReport"})  # read by its id
 
 
 @dataclass
@@ -75,19 +79,34 @@ class FhirAccess:
         """The viewer's patients as a SQL filter, so that searches page and count only what it may see."""
         return (await self._resolved_scope()).patient_rows()
 
+    async def consultation_rows(self) -> ConsultationRows:
+        return (await self._resolved_scope()).consultation_rows()
+
     async def visible(self, resource: JSON) -> bool:
         kind = str(resource.get("resourceType", ""))
         if kind in _DIRECTORY:
             return True
-        patient_id = str(resource.get("id", "")) if kind == "Patient" else _patient_of(resource)
-        if not patient_id:
-            return False
-        if patient_id not in self._patients:
-            self._patients[patient_id] = await self._sees_patient(patient_id)
-        seen = self._patients[patient_id]
+        resource_id = str(resource.get("id", ""))
+        if kind in _CONSULTATION_VIEWS and (seen_as_consultation := await self._sees_consultation(resource_id)) \
+                is not None:
+            seen = seen_as_consultation
+        else:
+            patient_id = resource_id if kind == "Patient" else _patient_of(resource)
+            if not patient_id:
+                return False
+            if patient_id not in self._patients:
+                self._patients[patient_id] = await self._sees_patient(patient_id)
+            seen = self._patients[patient_id]
         if seen:
-            self.buffer.add("read", kind, str(resource.get("id", "")) or None)
+            self.buffer.add("read", kind, resource_id or None)
         return seen
+
+    async def _sees_consultation(self, consultation_id: str) -> bool | None:
+        """Whether the viewer sees this consultation; None when the id is no consultation's."""
+        scope = await self._resolved_scope()
+        async with self.guard.store.read() as repo:
+            consultation = await repo.consultations.get(consultation_id) if consultation_id else None
+        return None if consultation is None else scope.sees_consultation(consultation)
 
     async def _resolved_scope(self) -> Scope:
         if self._scope is None:

@@ -24,7 +24,7 @@ from huizhen.integration.model import ConsultationStatus
 from huizhen.integration.paging import MAX_PAGE, decode_cursor, encode_cursor
 from huizhen.integration.repo import Repository
 from huizhen.integration.repo.records import records_of
-from huizhen.integration.repo.visibility import PatientRows
+from huizhen.integration.repo.visibility import ConsultationRows, PatientRows
 from huizhen.mappings.fhir import outbound, vocab
 from huizhen.mappings.fhir.commands import COMPONENT_OF, logical_id_system
 from huizhen.mappings.fhir.outcome import Issue, IssueType, warning
@@ -57,6 +57,7 @@ class Query:
     sender: str
     tz: tzinfo
     visible: PatientRows | None = None  # the viewer's rows: totals and pages count only these (None: all)
+    consultations: ConsultationRows | None = None  # the same for consultations (ServiceRequest, sessions)
 
     def all(self, name: str) -> list[str]:
         return [v for k, v in self.params if k == name]
@@ -116,7 +117,8 @@ async def _encounters(repo: Repository, q: Query) -> Found:
     if patient_id is None:
         return Found([], 0)
     visits = [outbound.encounter(e) for e in await records_of(repo).encounters_for_patient(patient_id)]
-    sessions = [consultation_resources(c)[1] for c in await repo.consultations.for_patients([patient_id])]
+    consultations = await repo.consultations.for_patients([patient_id], q.consultations)
+    sessions = [consultation_resources(c)[1] for c in consultations]
     return _offset_page([*visits, *sessions], q)
 
 
@@ -143,7 +145,7 @@ async def _requests(repo: Repository, q: Query) -> Found:
         return Found([], 0)
     page = await repo.consultations.search(
         statuses=statuses or None, patient_id=patient_id, first=q.count, after=q.one("_cursor"),
-        of_visible_patients=q.visible,
+        visible=q.consultations,
     )
     cursor = page.items[-1][1] if page.has_next and page.items else None
     return Found([consultation_resources(c)[0] for c, _ in page.items], page.total, cursor)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from huizhen.integration.model import Actor
 from huizhen.mappings.fhir import systems
 from tests.helpers import RunningServer
 from tests.integration.fhir_support import CONSULT_CODE, FHIR_JSON, body, fhir_server, location_path, valid
@@ -138,3 +139,32 @@ async def test_a_his_system_reads_back_what_it_sent(server: RunningServer) -> No
         assert (await a.get(f"/{location_path(observation)}")).status_code == 200
         found = body(await a.get("/Patient", params={"identifier": "http://his.qswsy.example.cn/mrn|HX-1"}))
         assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == hz
+
+
+
+async def test_an_expert_sees_only_the_consultations_assigned_to_them(server: RunningServer) -> None:
+    """What a consultation reads as follows the consultation rule (as in GraphQL), not the patient's."""
+    async with account(server, "his-a", "his_system", "QSWSY") as a:
+        patient = await submit(a, "QSWSY", 1)  # with one consultation request (O1)
+        second = await a.post("/ServiceRequest", json={
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order", "code": CONSULT_CODE,
+            "identifier": [{"system": "http://his.qswsy.example.cn/order", "value": "O2"}],
+            "subject": {"reference": f"Patient/{patient}"}})
+        assert second.status_code == 201, second.text
+        expert = location_path(await a.put("/Practitioner/dr-9", json={
+            "resourceType": "Practitioner", "id": "dr-9", "name": [{"text": "钱医生"}]})).split("/")[1]
+        requests = body(await a.get("/ServiceRequest", params={"patient": patient}))
+        assert requests["total"] == 2
+        other = location_path(second).split("/")[1]
+        [mine] = [e["resource"]["id"] for e in requests["entry"] if e["resource"]["id"] != other]
+    await server.services.consultations.assign(mine, Actor("coordinator-1", ("coordinator",)), expert)
+    async with account(server, expert, "expert", "*") as doctor:
+        assert (await doctor.get(f"/ServiceRequest/{mine}")).status_code == 200
+        assert (await doctor.get(f"/Encounter/{mine}")).status_code == 200
+        for path in (f"/ServiceRequest/{other}", f"/Encounter/{other}"):
+            assert (await doctor.get(path)).status_code == 404, path
+        assert (await doctor.get(f"/Patient/{patient}")).status_code == 200  # through the assigned one
+        assert await walk(doctor, f"/ServiceRequest?patient={patient}&_count=1") == ([1], [1], [mine])
+        assert await walk(doctor, "/ServiceRequest?status=active&_count=1") == ([1], [1], [mine])
+        sessions = (await walk(doctor, f"/Encounter?patient={patient}"))[2]
+        assert mine in sessions and other not in sessions and len(sessions) == 2  # the visit and its session

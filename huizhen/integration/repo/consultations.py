@@ -21,12 +21,7 @@ from huizhen.integration.model import (
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase
 from huizhen.integration.repo.prepared import Prepared
-from huizhen.integration.repo.visibility import (
-    ConsultationRows,
-    PatientRows,
-    consultation_condition,
-    visible_patient_ids,
-)
+from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
 
 # every lab result asks whether its order is a consultation's; almost never, so only the id is read
 _ID_BY_SOURCE_ORDER = Prepared(
@@ -84,13 +79,14 @@ class Consultations(RepoBase):
         found = await self.run(_ID_BY_SOURCE_ORDER, {"key": key})
         return await self.get(found[0]["id"]) if found else None
 
-    async def for_patients(self, patient_ids: Sequence[str]) -> list[Consultation]:
+    async def for_patients(
+        self, patient_ids: Sequence[str], visible: ConsultationRows | None = None
+    ) -> list[Consultation]:
+        q = select(t.consultations).where(t.consultations.c.patient_id.in_(list(patient_ids)))
+        if visible is not None:
+            q = q.where(consultation_condition(visible))
         rows = (
-            await self.conn.execute(
-                select(t.consultations)
-                .where(t.consultations.c.patient_id.in_(list(patient_ids)))
-                .order_by(t.consultations.c.created_at.desc(), t.consultations.c.id.desc())
-            )
+            await self.conn.execute(q.order_by(t.consultations.c.created_at.desc(), t.consultations.c.id.desc()))
         ).all()
         return await self._hydrate(rows)
 
@@ -99,16 +95,14 @@ class Consultations(RepoBase):
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
         patient_id: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
         sort: WorkListSort = WorkListSort.NEWEST, first: int | None = None, after: str | None = None,
-        visible: ConsultationRows | None = None, of_visible_patients: PatientRows | None = None,
+        visible: ConsultationRows | None = None,
     ) -> Page[Consultation]:
         """Keyset-paged, newest first or most urgent (then newest) first; ``visible`` limits the rows (and the
-        total) to a viewer's; ``of_visible_patients`` to those of the patients a viewer may see (the FHIR rule)."""
+        total) to a viewer's."""
         c = t.consultations.c
         q = select(t.consultations)
         if visible is not None:
             q = q.where(consultation_condition(visible))
-        if of_visible_patients is not None:
-            q = q.where(c.patient_id.in_(visible_patient_ids(of_visible_patients)))
         if statuses:
             q = q.where(c.status.in_([s.value for s in statuses]))
         for col, value in ((c.department, department), (c.facility_id, facility_id),
