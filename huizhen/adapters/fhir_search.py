@@ -24,6 +24,7 @@ from huizhen.integration.model import ConsultationStatus
 from huizhen.integration.paging import MAX_PAGE, decode_cursor, encode_cursor
 from huizhen.integration.repo import Repository
 from huizhen.integration.repo.records import records_of
+from huizhen.integration.repo.visibility import ConsultationRows, PatientRows
 from huizhen.mappings.fhir import outbound, vocab
 from huizhen.mappings.fhir.commands import COMPONENT_OF, logical_id_system
 from huizhen.mappings.fhir.outcome import Issue, IssueType, warning
@@ -55,6 +56,8 @@ class Query:
     params: Sequence[tuple[str, str]]
     sender: str
     tz: tzinfo
+    visible: PatientRows | None = None  # the viewer's rows: totals and pages count only these (None: all)
+    consultations: ConsultationRows | None = None  # the same for consultations (ServiceRequest, sessions)
 
     def all(self, name: str) -> list[str]:
         return [v for k, v in self.params if k == name]
@@ -84,9 +87,12 @@ async def search(repo: Repository, query: Query) -> Found:
 async def _patients(repo: Repository, q: Query) -> Found:
     if (wanted := q.one("_id")) is not None:
         patient = await repo.patients.get(wanted)
+        if patient is not None and not await _sees(repo, q, patient.id):
+            patient = None
         return Found([outbound.patient(patient)] if patient else [], 1 if patient else 0)
     page = await repo.patients.search(
-        search=q.one("name"), identifier=q.one("identifier"), first=q.count, after=q.one("_cursor")
+        search=q.one("name"), identifier=q.one("identifier"), first=q.count, after=q.one("_cursor"),
+        visible=q.visible,
     )
     cursor = page.items[-1][1] if page.has_next and page.items else None
     return Found([outbound.patient(p) for p, _ in page.items], page.total, cursor)
@@ -100,7 +106,7 @@ async def _observations(repo: Repository, q: Query) -> Found:
     after, before = _date_range(q.all("date"), q.tz)
     page = await records_of(repo).observations(
         patient_id=patient_id, codes=codes, after_time=after, before_time=before,
-        without_identifier_system=COMPONENT_OF, first=q.count, after=q.one("_cursor"),
+        without_identifier_system=COMPONENT_OF, first=q.count, after=q.one("_cursor"), visible=q.visible,
     )
     cursor = page.items[-1][1] if page.has_next and page.items else None
     return Found(await observations(repo, [o for o, _ in page.items]), page.total, cursor)
@@ -111,7 +117,8 @@ async def _encounters(repo: Repository, q: Query) -> Found:
     if patient_id is None:
         return Found([], 0)
     visits = [outbound.encounter(e) for e in await records_of(repo).encounters_for_patient(patient_id)]
-    sessions = [consultation_resources(c)[1] for c in await repo.consultations.for_patients([patient_id])]
+    consultations = await repo.consultations.for_patients([patient_id], q.consultations)
+    sessions = [consultation_resources(c)[1] for c in consultations]
     return _offset_page([*visits, *sessions], q)
 
 
@@ -137,7 +144,8 @@ async def _requests(repo: Repository, q: Query) -> Found:
     if q.all("status") and not statuses:
         return Found([], 0)
     page = await repo.consultations.search(
-        statuses=statuses or None, patient_id=patient_id, first=q.count, after=q.one("_cursor")
+        statuses=statuses or None, patient_id=patient_id, first=q.count, after=q.one("_cursor"),
+        visible=q.consultations,
     )
     cursor = page.items[-1][1] if page.has_next and page.items else None
     return Found([consultation_resources(c)[0] for c, _ in page.items], page.total, cursor)
@@ -159,9 +167,15 @@ def _offset_page(resources: list[JSON], q: Query) -> Found:
 
 
 async def _required_patient(repo: Repository, q: Query) -> str | None:
+    """The patient of a search that needs one, or None when unknown or hidden from the viewer (alike)."""
     if not q.one("patient", "subject"):
         raise FhirHttpError(400, IssueType.REQUIRED, f"{q.resource_type} search needs a patient", "patient")
-    return await _patient_id(repo, q)
+    patient_id = await _patient_id(repo, q)
+    return patient_id if patient_id is not None and await _sees(repo, q, patient_id) else None
+
+
+async def _sees(repo: Repository, q: Query, patient_id: str) -> bool:
+    return q.visible is None or await repo.patients.visible(patient_id, q.visible)
 
 
 async def _patient_id(repo: Repository, q: Query) -> str | None:

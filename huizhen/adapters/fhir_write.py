@@ -154,6 +154,7 @@ class FhirWriter:
         return answer
 
     async def _step(self, repo: Repository, run: _Run, step: Step) -> EntryResult:
+        created = step.method == "POST"
         if step.condition is not None:
             found = await _matches(repo, step.resource_type, step.condition)
             if len(found) > 1:
@@ -163,6 +164,7 @@ class FhirWriter:
                 return EntryResult(200, location=location, resource=resource, outcome=step.issues)
             if step.method == "PUT" and step.resource_type not in CONDITIONAL_UPDATE:
                 raise FhirHttpError(400, IssueType.NOT_SUPPORTED, f"conditional update of {step.resource_type}")
+            created = created or not found  # a conditional update that matches nothing creates (201)
         applier = Applier(repo, actor=run.actor, at=run.at, tz=self.tz)
         await applier.apply_all(step.converted.commands if step.converted else ())
         run.effects += [e for e in applier.effects if e not in run.effects]
@@ -172,7 +174,7 @@ class FhirWriter:
         if primary is None:
             return EntryResult(200, outcome=step.issues)
         location, resource = await read_effect(repo, step.resource_type, primary)
-        status = 201 if step.method == "POST" else 200
+        status = 201 if created else 200
         return EntryResult(status, location=location, resource=resource, outcome=step.issues)
 
     def _answer(self, run: _Run, results: list[EntryResult]) -> FhirAnswer:

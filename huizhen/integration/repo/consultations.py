@@ -79,13 +79,14 @@ class Consultations(RepoBase):
         found = await self.run(_ID_BY_SOURCE_ORDER, {"key": key})
         return await self.get(found[0]["id"]) if found else None
 
-    async def for_patients(self, patient_ids: Sequence[str]) -> list[Consultation]:
+    async def for_patients(
+        self, patient_ids: Sequence[str], visible: ConsultationRows | None = None
+    ) -> list[Consultation]:
+        q = select(t.consultations).where(t.consultations.c.patient_id.in_(list(patient_ids)))
+        if visible is not None:
+            q = q.where(consultation_condition(visible))
         rows = (
-            await self.conn.execute(
-                select(t.consultations)
-                .where(t.consultations.c.patient_id.in_(list(patient_ids)))
-                .order_by(t.consultations.c.created_at.desc(), t.consultations.c.id.desc())
-            )
+            await self.conn.execute(q.order_by(t.consultations.c.created_at.desc(), t.consultations.c.id.desc()))
         ).all()
         return await self._hydrate(rows)
 

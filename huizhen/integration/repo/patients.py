@@ -225,6 +225,11 @@ class Patients(RepoBase):
             p, hops = await self.get(p.merged_into), hops + 1
         return p
 
+    async def visible(self, patient_id: str, rows: PatientRows) -> bool:
+        """Whether ``rows`` lets the viewer see this patient (one patient, the same SQL rule as lists)."""
+        q = select(t.patients.c.id).where(t.patients.c.id == patient_id, patient_condition(rows))
+        return (await self.conn.execute(q)).first() is not None
+
     async def search(
         self, *, search: str | None = None, identifier: str | None = None,
         facility_id: str | None = None, first: int | None = None, after: str | None = None,

@@ -18,6 +18,7 @@ from huizhen.integration.model import Document, Encounter, Identifier, Observati
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
 from huizhen.integration.repo.clinical import Clinical
+from huizhen.integration.repo.visibility import PatientRows, visible_patient_ids
 
 if TYPE_CHECKING:
     from huizhen.integration.repo import Repository
@@ -50,11 +51,15 @@ class Records(RepoBase):
         self, *, patient_id: str | None = None, codes: Sequence[tuple[str | None, str]] = (),
         after_time: datetime | None = None, before_time: datetime | None = None,
         without_identifier_system: str | None = None, first: int | None = None, after: str | None = None,
+        visible: PatientRows | None = None,
     ) -> Page[Observation]:
         """Newest first. ``codes`` are (system or None for any, code) alternatives; times are inclusive;
-        observations holding an identifier of ``without_identifier_system`` are left out."""
+        observations holding an identifier of ``without_identifier_system`` are left out; ``visible`` limits
+        them (and the total) to the patients a viewer may see."""
         c = t.observations.c
         q = select(t.observations)
+        if visible is not None:
+            q = q.where(c.patient_id.in_(visible_patient_ids(visible)))
         if patient_id is not None:
             q = q.where(c.patient_id == patient_id)
         if codes:

@@ -58,6 +58,11 @@ def consultation_condition(rows: ConsultationRows) -> Any:
     return or_(*terms) if terms else false()
 
 
+def visible_patient_ids(rows: PatientRows) -> Any:
+    """The ids of the patients ``rows`` lets through, as a subquery for ``patient_id IN (...)``."""
+    return select(t.patients.c.id).where(patient_condition(rows))
+
+
 def patient_condition(rows: PatientRows) -> Any:
     if rows.everything:
         return true()
