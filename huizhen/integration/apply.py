@@ -8,6 +8,7 @@ are collected, not published: the engine publishes them after the commit.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -223,12 +224,13 @@ class Applier:
         patient = await self._patient(cmd.patient)
         # results of an ordinary lab order attach to the patient; of a consultation's order, to it too
         consultation = await self.repo.consultations.by_source_order(cmd.order) if cmd.order else None
-        observations = [
-            dataclasses.replace(
-                o, patient_id=patient.id, consultation_id=consultation.id if consultation else o.consultation_id
-            )
-            for o in cmd.observations
-        ]
+        # shallow copies, as dataclasses.replace makes them at a third of its cost (ten per ORU^R01):
+        # the mapped command stays untouched, should the job run again
+        observations = [copy.copy(o) for o in cmd.observations]
+        for o in observations:
+            o.patient_id = patient.id
+            if consultation is not None:
+                o.consultation_id = consultation.id
         await self.repo.clinical.add_observations(observations)
         for o in observations:
             self._touched("Observation", o.id)

@@ -6,6 +6,7 @@ fail take the segment and field number too, so the error names its location.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -136,6 +137,7 @@ def has_cjk(text: str) -> bool:
     return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)
 
 
+@functools.lru_cache(maxsize=1024)  # a message repeats its times (each OBX-14); datetimes are immutable
 def parse_dtm(value: str, local: tzinfo) -> datetime:
     """HL7 DTM/TS: YYYY[MM[DD[HH[MM[SS[.S…]]]]]][±ZZZZ]; no offset means ``local``."""
     match = _DTM.match(value.strip())
