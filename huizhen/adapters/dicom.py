@@ -14,6 +14,9 @@ operation is a Casbin decision (C-STORE: ``study write``; C-FIND, C-MOVE,
 C-GET: ``study read``); a denied one is answered 0x0124 Not Authorized.
 Every socket gets TCP_NODELAY: pynetdicom writes a DIMSE response in small
 pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
+Each accepted association's reactor waits on its socket instead of polling it
+every millisecond, and pynetdicom's per-PDU log handlers stay unbound unless
+its logger is enabled for INFO (:mod:`dicom_reactor`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
 from huizhen.adapters.dicom_find_service import QueryService
 from huizhen.adapters.dicom_peers import Peer, PeerPolicy, move_destinations
+from huizhen.adapters.dicom_reactor import quiet_pynetdicom_logs, wake_on_events
 from huizhen.adapters.dicom_retrieve import RetrieveService
 from huizhen.adapters.dicom_status import Status
 from huizhen.adapters.dicom_storage import StorageService
@@ -115,6 +119,7 @@ class DicomListener:
             self._queries, self.objects, move_destinations(s.dicom_move_destinations),
             sub_association_handlers=[(evt.EVT_CONN_OPEN, _no_delay)],
         )
+        quiet_pynetdicom_logs()
         ae = self._ae = self._application_entity()
         self._server = await asyncio.to_thread(
             ae.start_server, (s.host, self._port), block=False, evt_handlers=self._handlers(),
@@ -149,7 +154,7 @@ class DicomListener:
 
     def _handlers(self) -> list[Any]:
         return [
-            (evt.EVT_CONN_OPEN, _no_delay),
+            (evt.EVT_CONN_OPEN, _on_connection),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_C_ECHO, self._on_echo),
@@ -249,6 +254,12 @@ def _check_root(sop_class_uid: str, identifier: Any) -> None:
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if sop_class_uid == StudyRootQueryRetrieveInformationModelFind and level == "PATIENT":
         raise BadInput("the Study Root information model has no PATIENT level")
+
+
+def _on_connection(event: DicomEvent) -> None:
+    """An accepted connection: no Nagle, and a reactor that waits on events rather than polling."""
+    _no_delay(event)
+    wake_on_events(event.assoc.dul)
 
 
 def _no_delay(event: DicomEvent) -> None:
