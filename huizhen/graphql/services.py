@@ -249,9 +249,10 @@ def _bounds(start: str, end: str, info: Info) -> tuple[datetime, datetime]:
     try:
         lo = _parse(start, tz, end_of_day=False)
         hi = _parse(end, tz, end_of_day=True)
+        last = _parse(end, tz, end_of_day=False)  # `to` itself: from 2026-03-02 to 2026-03-01 is reversed
     except ValueError as exc:
         raise BadInput(f"from/to must be ISO dates or date-times: {exc}") from None
-    if lo > hi:
+    if lo > last:
         raise BadInput(f"from ({start}) is after to ({end})")
     return lo, hi
 
