@@ -29,8 +29,8 @@ from huizhen.graphql.types import (
 )
 from huizhen.integration import model as m
 from huizhen.integration.errors import BadInput
-from huizhen.integration.sla import overdue
 from huizhen.integration.paging import MAX_PAGE
+from huizhen.integration.sla import overdue
 
 
 @strawberry.type

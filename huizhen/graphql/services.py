@@ -30,6 +30,7 @@ from huizhen.integration.errors import BadInput, Forbidden, NotFound
 from huizhen.integration.sla import Figures, platform_stats
 from huizhen.mappings.complaint import MAX_TEXT, analyze
 
+
 @strawberry.enum(description="What a completed consultation teaches; becomes its teaching case's learning points.")
 class LearningFlag(Enum):
     MISDIAGNOSIS_RISK = "MISDIAGNOSIS_RISK"
@@ -112,6 +113,11 @@ class TeachingCase:
     @strawberry.field
     def completed_at(self, info: Info) -> str | None:
         return iso(self._m.completed_at, info)
+
+    @strawberry.field(description="Study Instance UIDs of the case's de-identified image copies (remapped UIDs; "
+                                  "empty until the copies are made, shortly after completion).")
+    def study_uids(self) -> list[str]:
+        return list(self._m.study_uids)
 
 
 @strawberry.type

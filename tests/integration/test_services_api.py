@@ -37,7 +37,8 @@ from tests.helpers import GraphQLClient, RunningServer, running_server
 from tests.ws_client import graphql_socket
 
 # what must never appear in a teaching case: pat1's name, identifiers, phone, address, exact birth date
-SECRETS = ("欧阳", "志远", "李桂兰", "李先生", "M-0001", "110101195003071234", "13800000004", "东城区和平路1号", "1950-03-07")
+SECRETS = ("欧阳", "志远", "李桂兰", "李先生", "M-0001", "110101195003071234", "13800000004", "东城区和平路1号",
+           "1950-03-07")
 
 REQUEST = """mutation($p: ID!, $d: String!, $u: Urgency!, $cc: String!, $code: String) {
   requestConsultation(input: {patientId: $p, department: $d, urgency: $u, chiefComplaint: $cc,
@@ -80,8 +81,9 @@ async def _seed(srv: RunningServer) -> None:
     async with srv.services.store.write() as repo:
         f1 = await repo.directory.save_facility(Facility("TWN001", "石桥镇卫生院", FacilityLevel.PRIMARY, "青山县"))
         f2 = await repo.directory.save_facility(Facility("TWN002", "河口镇卫生院", FacilityLevel.PRIMARY))
-        for pid, fac, dept, title in (("doc1", f1, "全科", None), ("doc2", f2, "全科", None), ("doc3", f2, "全科", None),
-                                      ("exp1", None, "心血管内科", PractitionerTitle.CHIEF)):
+        people = (("doc1", f1, "全科", None), ("doc2", f2, "全科", None), ("doc3", f2, "全科", None),
+                  ("exp1", None, "心血管内科", PractitionerTitle.CHIEF))
+        for pid, fac, dept, title in people:
             await repo.directory.save_practitioner(Practitioner(
                 id=pid, name=HumanName.of("王", (pid,)), facility_id=fac.id if fac else None, department=dept,
                 title=title, online=True,
@@ -238,7 +240,8 @@ async def _history(srv: RunningServer) -> None:
     assert f1 is not None and f2 is not None
     S = ConsultationStatus
     rows = [  # (facility, status, minutes to assignment, minutes to completion)
-        (f1, S.COMPLETED, 10, 90), (f1, S.ASSIGNED, 20, None), (f2, S.ASSIGNED, 30, None), (f2, S.CANCELLED, None, None),
+        (f1, S.COMPLETED, 10, 90), (f1, S.ASSIGNED, 20, None),
+        (f2, S.ASSIGNED, 30, None), (f2, S.CANCELLED, None, None),
     ]
     async with srv.services.store.write() as repo:
         for i, (fac, status, assign, complete) in enumerate(rows):
@@ -261,7 +264,8 @@ async def test_platform_stats_match_a_seeded_history(world: World) -> None:
     stats = (await c.execute(STATS, **{"from": "2026-03-01", "to": "2026-03-01"}))["platformStats"]
     overall = stats["overall"]
     assert overall["total"] == 4
-    assert {s["status"]: s["count"] for s in overall["byStatus"] if s["count"]} == {"COMPLETED": 1, "ASSIGNED": 2, "CANCELLED": 1}
+    counts = {s["status"]: s["count"] for s in overall["byStatus"] if s["count"]}
+    assert counts == {"COMPLETED": 1, "ASSIGNED": 2, "CANCELLED": 1}
     assert overall["medianMinutesToAssign"] == 20
     assert overall["medianMinutesToComplete"] == 90
     assert overall["completionRate"] == 0.5
@@ -309,3 +313,60 @@ async def test_an_escalation_reaches_the_coordinators_queue(tmp_path: Path, db_u
         after = await w.coordinator.execute("query($id: ID!) { consultation(id: $id) { overdue escalations "
                                             "{ phase } } }", id=cid)
         assert after["consultation"] == {"overdue": False, "escalations": [{"phase": "assignment"}]}
+
+
+async def test_a_case_gets_deidentified_image_copies_after_the_commit(tmp_path: Path, db_url: str) -> None:
+    from pydicom import dcmread
+
+    from huizhen.integration.casebook import IMAGES_CHANNEL
+    from huizhen.integration.consultations import ConsultationRequest
+    from huizhen.integration.model import Actor
+    from tests.conftest import free_port
+    from tests.dicom_support import corpus, pynetdicom_store
+
+    async with _world(tmp_path / "data", db_url, dicom_port=free_port()) as w:
+        images = w.server.services.case_images
+        assert images is not None
+        await images.stop()  # this test drives the rounds itself
+        original = dcmread(corpus("CT_small.dcm"))
+        assert await pynetdicom_store(w.server.ports["dicom"], original) == [0]
+        services = w.server.services
+        async with services.store.read() as repo:
+            ref = await repo.imaging.study_ref(str(original.StudyInstanceUID))
+        assert ref is not None
+        coordinator = Actor("coord1", ("coordinator",))
+        c = await services.consultations.request(ConsultationRequest(
+            patient_id=ref.patient_id, department="心血管内科", urgency=Urgency.URGENT, chief_complaint="胸痛",
+            disease_code="I21.1", expert_id="exp1"), coordinator)
+        async with services.store.write() as repo:  # the study linked to the consultation
+            stored = await repo.consultations.get(c.id)
+            assert stored is not None
+            stored.study_ids = [ref.id]
+            await repo.consultations.save(stored)
+        await services.consultations.submit(c.id, coordinator)
+        await services.consultations.assign(c.id, coordinator, "exp1")
+        await w.expert.execute("mutation($id: ID!) { startConsultation(id: $id) { id } }", id=c.id)
+
+        real_dir, images.out_dir = images.out_dir, tmp_path / "not-a-dir"
+        images.out_dir.write_text("a file where the copies should go")
+        await w.expert.execute(COMPLETE, id=c.id, flags=["RARE_DISEASE"], dx="罕见病")
+        assert await images.run_due() == 1  # fails: recorded on the job, retried later
+        async with services.store.read() as repo:
+            [job] = [j for j in await repo.outbox.for_consultation(c.id) if j.channel == IMAGES_CHANNEL]
+        assert job.status.value == "PENDING" and job.attempts == 1 and job.last_error
+        assert job.next_attempt_at is not None
+        case = (await w.expert.execute("{ cases { edges { node { id studyUids learningPoints } } } }"))
+        [node] = [e["node"] for e in case["cases"]["edges"]]
+        assert node["studyUids"] == [] and len(node["learningPoints"]) == 1
+
+        images.out_dir = real_dir
+        later = job.next_attempt_at + timedelta(seconds=1)
+        images.clock = lambda: later
+        assert await images.run_due() == 1
+        assert await images.run_due() == 0  # done once: nothing left to do
+        [uid] = (await w.expert.execute("{ cases { edges { node { studyUids } } } }"))["cases"]["edges"][0][
+            "node"]["studyUids"]
+        assert uid != str(original.StudyInstanceUID)
+        [copy] = [dcmread(f) for f in (real_dir / node["id"]).rglob("*.dcm")]
+        assert copy.StudyInstanceUID == uid and copy.PatientID != original.PatientID
+        assert str(copy.PatientName) != str(original.PatientName)
