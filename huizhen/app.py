@@ -25,6 +25,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from huizhen import __version__
+from huizhen.adapters.case_images import CaseImages
+from huizhen.adapters.dicom_export import deidentification_key
 from huizhen.adapters.dicomweb import DicomWeb
 from huizhen.adapters.fhir_api import FhirUnauthorized, fhir_app
 from huizhen.adapters.fhir_client import Health
@@ -103,6 +105,7 @@ class Services:
     complaints: ComplaintTables | None = None  # analyzeComplaint's synonym and question tables
     coverage: CoverageRules | None = None  # coverageEstimate's fee and insurance rules
     sla: SlaWatcher | None = None  # escalates overdue consultations; started with the listeners
+    case_images: CaseImages | None = None  # teaching cases' de-identified image copies, after the commit
     metrics: Metrics = field(default_factory=Metrics)
     his: HisClients | None = None  # the HIS FHIR servers, by facility
     fhir_push: FhirPushSender | None = None  # completed consultations back to them
@@ -210,6 +213,7 @@ async def create_services(
         coverage=load_coverage_rules(settings.resolved_coverage_rules_file),
         sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
                        interval_s=settings.sla_check_interval_seconds),
+        case_images=CaseImages(store, ObjectStore(data / "dicom"), data / "teaching", deidentification_key(keyring)),
         metrics=metrics,
         his=his,
         fhir_push=FhirPushSender(store, his),

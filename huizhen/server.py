@@ -92,6 +92,9 @@ async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
         if services.sla is not None:
             services.sla.start()
             stack.push_async_callback(services.sla.stop)
+        if services.case_images is not None:
+            await services.case_images.start()
+            stack.push_async_callback(services.case_images.stop)
         outbound = services.outbound
         if outbound is not None and outbound.endpoints:
             await outbound.start()

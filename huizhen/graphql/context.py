@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
@@ -45,6 +46,7 @@ class Loaders:
     patient_studies: DataLoader[str, list[ImagingStudy]]
     patient_consultations: DataLoader[str, list[Consultation]]
     sources: DataLoader[str, list[Message]]  # entity id -> the journaled messages that touched it
+    escalations: DataLoader[str, list[tuple[str, datetime]]]  # consultation id -> (SLA phase, escalated at)
 
 
 def make_loaders(services: Services) -> Loaders:
@@ -92,6 +94,11 @@ def make_loaders(services: Services) -> Loaders:
             found = await repo.journal.touching(ids)
         return [found.get(i, []) for i in ids]
 
+    async def escalations(ids: Sequence[str]) -> list[list[tuple[str, datetime]]]:
+        async with store.read() as repo:
+            found = await repo.escalations.for_consultations(ids)
+        return [found[i] for i in ids]
+
     return Loaders(
         patient=DataLoader(load_fn=patients),
         practitioner=DataLoader(load_fn=practitioners),
@@ -103,6 +110,7 @@ def make_loaders(services: Services) -> Loaders:
         patient_studies=DataLoader(load_fn=patient_studies),
         patient_consultations=DataLoader(load_fn=patient_consultations),
         sources=DataLoader(load_fn=sources),
+        escalations=DataLoader(load_fn=escalations),
     )
 
 

@@ -37,6 +37,9 @@ class BoardCell:
     oldest_waiting_since: str | None = strawberry.field(
         description="Submission time of the oldest PENDING consultation in this cell."
     )
+    overdue: int = strawberry.field(
+        default=0, description="Consultations escalated by the SLA watcher and still waiting (see `overdue`)."
+    )
 
 
 @strawberry.type
@@ -68,7 +71,7 @@ class OperationsQuery:
             BoardCell(
                 department=c.department, urgency=Urgency(c.urgency.value), pending=c.counts[S.PENDING],
                 assigned=c.counts[S.ASSIGNED], in_progress=c.counts[S.IN_PROGRESS],
-                oldest_waiting_since=iso(c.oldest_waiting, info),
+                oldest_waiting_since=iso(c.oldest_waiting, info), overdue=c.overdue,
             )
             for c in cells
         ]

@@ -10,6 +10,7 @@ from huizhen.graphql.guard import can, read, sees_consultation, sees_patient
 from huizhen.graphql.types import (
     ConsultationStatus,
     Document,
+    Escalation,
     Facility,
     HumanName,
     Identifier,
@@ -29,6 +30,7 @@ from huizhen.graphql.types import (
 from huizhen.integration import model as m
 from huizhen.integration.errors import BadInput
 from huizhen.integration.paging import MAX_PAGE
+from huizhen.integration.sla import overdue
 
 
 @strawberry.type
@@ -157,6 +159,15 @@ class Consultation:
             TimelineEvent(at=iso(e.at, info) or "", type=e.type, actor=e.actor, detail=e.detail)
             for e in self._m.timeline
         ]
+
+    @strawberry.field(description="The response-time targets it missed, oldest first.")
+    async def escalations(self, info: Info) -> list[Escalation]:
+        found = await info.context.loaders.escalations.load(self._m.id)
+        return [Escalation(phase=phase, escalated_at=iso(at, info) or "") for phase, at in found]
+
+    @strawberry.field(description="Escalated and still waiting in the phase it missed (unassigned, or not started).")
+    async def overdue(self, info: Info) -> bool:
+        return overdue(self._m.status, [p for p, _ in await info.context.loaders.escalations.load(self._m.id)])
 
     @strawberry.field
     def diagnosis(self) -> str | None:

@@ -36,7 +36,7 @@ from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.security import SecurityMutation, SecurityQuery, SecuritySubscription
-from huizhen.graphql.services import ServicesMutation, ServicesQuery
+from huizhen.graphql.services import LearningFlag, ServicesMutation, ServicesQuery
 from huizhen.graphql.subscriptions import Subscription
 from huizhen.graphql.types import (
     Connection,
@@ -246,10 +246,13 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=can("consultation", "complete"))
     async def complete_consultation(
-        self, info: Info, id: strawberry.ID, diagnosis: str, treatment_plan: str
+        self, info: Info, id: strawberry.ID, diagnosis: str, treatment_plan: str,
+        learning_flags: list[LearningFlag] | None = None,
     ) -> Consultation:
         await _changing(info, id, "completeConsultation")
-        c = await info.context.services.consultations.complete(str(id), info.context.actor, diagnosis, treatment_plan)
+        c = await info.context.services.consultations.complete(
+            str(id), info.context.actor, diagnosis, treatment_plan, [f.value for f in learning_flags or ()]
+        )
         return Consultation(_m=c)
 
     @strawberry.mutation(permission_classes=can("consultation", "cancel"))

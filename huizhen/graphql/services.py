@@ -1,20 +1,42 @@
-"""The consultation services of DESIGN.md: complaint analysis, teaching cases, coverage, platform figures."""
+"""The consultation services of DESIGN.md: complaint analysis, teaching cases, coverage, platform figures.
+
+Authorization (huizhen/graphql/guard.py; policy objects in config/rbac/policy.csv):
+
+* ``analyzeComplaint``: ``consultation read``. It reads nothing stored (a pure function of the
+  text), so any clinical role that works with consultations may use it: the primary doctor drafting
+  a request, the expert or coordinator reviewing one, a patient describing their own complaint.
+* ``cases``, ``recommendedCases``: ``case read`` (de-identified: no row rule applies).
+* ``coverageEstimate``: ``consultation read`` and the consultation's row rule (hidden is NOT_FOUND).
+* ``platformStats``: ``stats read``; a coordinator bound to a facility sees that facility's figures
+  only (asking for another facility is FORBIDDEN, whatever exists).
+* ``saveSymptoms``: ``consultation request`` and the row rule, audited as a write.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from enum import Enum
 from typing import Annotated
 
 import strawberry
 
+from huizhen.graphql.guard import can, consultation_for_change, sees_consultation, wrote
 from huizhen.graphql.records import Consultation
 from huizhen.graphql.types import Connection, Info, Symptom, connection, iso
 from huizhen.integration import teaching
 from huizhen.integration.casebook import recommended
 from huizhen.integration.coverage import estimate
-from huizhen.integration.errors import BadInput, NotFound
+from huizhen.integration.errors import BadInput, Forbidden, NotFound
 from huizhen.integration.sla import Figures, platform_stats
 from huizhen.mappings.complaint import MAX_TEXT, analyze
+
+
+@strawberry.enum(description="What a completed consultation teaches; becomes its teaching case's learning points.")
+class LearningFlag(Enum):
+    MISDIAGNOSIS_RISK = "MISDIAGNOSIS_RISK"
+    RARE_DISEASE = "RARE_DISEASE"
+    EMERGENCY_HANDLING = "EMERGENCY_HANDLING"
+
 
 DEFAULT_INSURANCE = "resident"  # 城乡居民基本医疗保险: the scheme most township patients hold
 
@@ -92,6 +114,11 @@ class TeachingCase:
     def completed_at(self, info: Info) -> str | None:
         return iso(self._m.completed_at, info)
 
+    @strawberry.field(description="Study Instance UIDs of the case's de-identified image copies (remapped UIDs; "
+                                  "empty until the copies are made, shortly after completion).")
+    def study_uids(self) -> list[str]:
+        return list(self._m.study_uids)
+
 
 @strawberry.type
 class CoverageEstimate:
@@ -131,7 +158,8 @@ class PlatformStats:
 
 @strawberry.type
 class ServicesQuery:
-    @strawberry.field(description="Structured findings, departments and follow-up questions from a chief complaint.")
+    @strawberry.field(description="Structured findings, departments and follow-up questions from a chief complaint.",
+                      permission_classes=can("consultation", "read"))
     def analyze_complaint(self, info: Info, text: str) -> ComplaintAnalysis:
         tables = info.context.services.complaints
         if tables is None:
@@ -148,7 +176,7 @@ class ServicesQuery:
             questions=list(a.questions),
         )
 
-    @strawberry.field(description="The teaching-case library, newest first.")
+    @strawberry.field(description="The teaching-case library, newest first.", permission_classes=can("case", "read"))
     async def cases(
         self, info: Info, department: str | None = None, disease_code: str | None = None,
         first: int | None = None, after: str | None = None,
@@ -158,7 +186,8 @@ class ServicesQuery:
                                            after=after)
         return connection(page, TeachingCase)  # type: ignore[arg-type]
 
-    @strawberry.field(description="Cases for the viewer: relevant to their own recent consultations, then newest.")
+    @strawberry.field(description="Cases for the viewer: relevant to their own recent consultations, then newest.",
+                      permission_classes=can("case", "read"))
     async def recommended_cases(self, info: Info, first: int = 10) -> list[TeachingCase]:
         if not 1 <= first <= 100:
             raise BadInput("first must be between 1 and 100")
@@ -166,7 +195,8 @@ class ServicesQuery:
             found = await recommended(repo, info.context.principal.sub, first)
         return [TeachingCase(_m=c) for c in found]
 
-    @strawberry.field(description="Fee, covered amount and patient share in decimal yuan (strings).")
+    @strawberry.field(description="Fee, covered amount and patient share in decimal yuan (strings).",
+                      permission_classes=can("consultation", "read"))
     async def coverage_estimate(
         self, info: Info, consultation_id: strawberry.ID, insurance_type: str = DEFAULT_INSURANCE,
     ) -> CoverageEstimate:
@@ -175,7 +205,7 @@ class ServicesQuery:
             raise BadInput("coverage rules are not configured")
         async with services.store.read() as repo:
             c = await repo.consultations.get(str(consultation_id))
-            if c is None:
+            if c is None or not await sees_consultation(info, c):  # hidden and unknown alike
                 raise NotFound("Consultation", str(consultation_id))
             expert = await repo.directory.practitioner(c.expert_id) if c.expert_id else None
             facility = await repo.directory.facility(c.facility_id) if c.facility_id else None
@@ -188,13 +218,20 @@ class ServicesQuery:
                                 insurance_type=e.insurance_type, region=e.region, reasons=list(e.reasons))
 
     @strawberry.field(description="The platform's figures for consultations created from `from` through `to` "
-                                  "(ISO dates, inclusive, in the server's time zone; or date-times).")
+                                  "(ISO dates, inclusive, in the server's time zone; or date-times). A coordinator "
+                                  "bound to a facility sees that facility's figures only.",
+                      permission_classes=can("stats", "read"))
     async def platform_stats(
         self, info: Info, from_: Annotated[str, strawberry.argument(name="from")], to: str,
         facility: str | None = None, department: str | None = None,
     ) -> PlatformStats:
         services = info.context.services
         start, end = _bounds(from_, to, info)
+        scope = await info.context.scope()
+        if not scope.platform_wide:  # bound to one facility: its figures, whatever was asked for
+            if facility is not None and facility != scope.facility_code:
+                raise Forbidden(f"a coordinator of {scope.facility_code} may not read the figures of {facility}")
+            facility = scope.facility_code
         async with services.store.read() as repo:
             facility_id = None
             if facility is not None:
@@ -218,9 +255,10 @@ def _bounds(start: str, end: str, info: Info) -> tuple[datetime, datetime]:
     try:
         lo = _parse(start, tz, end_of_day=False)
         hi = _parse(end, tz, end_of_day=True)
+        last = _parse(end, tz, end_of_day=False)  # `to` itself: from 2026-03-02 to 2026-03-01 is reversed
     except ValueError as exc:
         raise BadInput(f"from/to must be ISO dates or date-times: {exc}") from None
-    if lo > hi:
+    if lo > last:
         raise BadInput(f"from ({start}) is after to ({end})")
     return lo, hi
 
@@ -248,18 +286,17 @@ def _figures(f: Figures) -> PlatformFigures:
 @strawberry.type
 class ServicesMutation:
     @strawberry.mutation(description="Analyse a complaint (default: the consultation's own) and store the findings "
-                                     "as the consultation's structured symptoms.")
+                                     "as the consultation's structured symptoms.",
+                         permission_classes=can("consultation", "request"))
     async def save_symptoms(self, info: Info, id: strawberry.ID, text: str | None = None) -> Consultation:
         services = info.context.services
         if services.complaints is None:
             raise BadInput("complaint analysis is not configured")
-        async with services.store.read() as repo:
-            c = await repo.consultations.get(str(id))
-        if c is None:
-            raise NotFound("Consultation", str(id))
+        c = await consultation_for_change(info, str(id))
         source = text if text is not None else c.chief_complaint
         if not source.strip() or len(source) > MAX_TEXT:
             raise BadInput(f"text must be 1 to {MAX_TEXT} characters")
         symptoms = analyze(source, services.complaints).as_symptoms()
+        wrote(info, "Consultation", str(id), "saveSymptoms")
         return Consultation(_m=await services.consultations.set_symptoms(str(id), info.context.actor, symptoms))
 

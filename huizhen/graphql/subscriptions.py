@@ -41,10 +41,12 @@ from huizhen.integration.events import Event
 from huizhen.integration.events import Subscription as BusSubscription
 from huizhen.integration.imaging import STUDY_TOPIC
 from huizhen.integration.paging import decode_cursor, encode_cursor
+from huizhen.integration.sla_watch import ESCALATED
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import AuthenticationError
 
 _REPLAY_BATCH = 500
+_RUNNING = (m.ConsultationStatus.PENDING, m.ConsultationStatus.ASSIGNED)  # an SLA clock runs
 _CACHE = 256
 
 K = TypeVar("K", bound=Hashable)
@@ -216,23 +218,28 @@ class Subscription:
 
     @strawberry.subscription(
         description="New PENDING work (submitted, or declined back to the queue) for a department; "
-        "an expert's own department by default."
+        "an expert's own department by default. Coordinators also get each consultation the SLA watcher "
+        "escalates (PENDING or ASSIGNED; see `Consultation.escalations`)."
     )
     async def consultation_queue(
         self, info: Info, department: str | None = None
     ) -> AsyncGenerator[Consultation, None]:
         scope = await info.context.scope()
         wanted = department or scope.department
+        coordinator = "coordinator" in scope.roles
         views = _views(info)
         with subscribed(info, CONSULTATION_TOPIC) as sub:
             async for event in bus_events(info, sub):
                 d = event.data
-                if d.get("status") != m.ConsultationStatus.PENDING.value:
+                escalated = coordinator and event.type == ESCALATED
+                if d.get("status") != m.ConsultationStatus.PENDING.value and not escalated:
                     continue
                 if wanted is not None and d.get("department") != wanted:
                     continue
                 c = await views.consultation(str(d.get("id")), int(d.get("seq", 0)))
-                if c is not None and c.status is m.ConsultationStatus.PENDING and scope.sees_consultation(c):
+                if c is None or not scope.sees_consultation(c):
+                    continue
+                if c.status is m.ConsultationStatus.PENDING or (escalated and c.status in _RUNNING):
                     yield Consultation(_m=c)
 
     @strawberry.subscription(description="Imaging studies as their instances arrive (DICOM C-STORE, FHIR).")

@@ -348,6 +348,13 @@ class TimelineEvent:
     detail: str | None
 
 
+@strawberry.type(description="A response-time target a consultation missed (the SLA watcher's escalation).")
+class Escalation:
+    phase: str = strawberry.field(description="`assignment` (submission to assignment) or `start` "
+                                              "(assignment to start).")
+    escalated_at: str
+
+
 T = TypeVar("T")
 
 

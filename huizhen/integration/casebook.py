@@ -4,6 +4,13 @@
 it runs inside the transaction that completes a consultation, so a completed
 consultation always has its case, exactly once. The case holds no direct
 identifier (:mod:`teaching`); the patient appears only as a keyed pseudonym.
+
+Images are not copied there (copying files inside the transaction would hold
+the write lock): when the consultation has linked studies, the hook queues a
+``teaching-images`` job in the outbox, in the same transaction, and the
+adapter :class:`huizhen.adapters.case_images.CaseImages` makes the
+de-identified copies after the commit, retrying until they are done; the
+case's ``study_uids`` are then the remapped UIDs.
 """
 
 from __future__ import annotations
@@ -11,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from huizhen.integration.model import Consultation
+from huizhen.integration.model import Consultation, OutboundMessage
 from huizhen.integration.repo import Repository
 from huizhen.integration.teaching import TeachingCase, build_case, rank_cases
+
+IMAGES_CHANNEL = "teaching-images"  # outbox jobs: make a case's de-identified image copies
+IMAGES_TYPE = "CASE_IMAGES"
 
 Pseudonymize = Callable[[str], str]
 CompletionHook = Callable[[Repository, Consultation, datetime], Awaitable[None]]
@@ -27,13 +37,13 @@ class CaseArchiver:
         patient = await repo.patients.get(c.patient_id)
         if patient is None:  # the foreign key makes this impossible; refuse rather than archive half a case
             raise LookupError(f"consultation {c.number} names no stored patient")
-        studies = await repo.clinical.studies_for_patients([c.patient_id])
-        linked = [s.study_instance_uid for s in studies.get(c.patient_id, []) if s.id in set(c.study_ids)]
-        case = build_case(
-            c, patient, pseudonym=self.pseudonymize(patient.id), flags=c.learning_flags,
-            disease_name=c.disease_name, study_uids=linked,
-        )
-        await repo.cases.insert(case)
+        case = build_case(c, patient, pseudonym=self.pseudonymize(patient.id), flags=c.learning_flags,
+                          disease_name=c.disease_name)
+        if await repo.cases.insert(case) and c.study_ids:
+            await repo.outbox.enqueue(OutboundMessage(
+                channel=IMAGES_CHANNEL, destination="teaching-cases", payload=case.id.encode(), created_at=at,
+                control_id=case.id, type=IMAGES_TYPE, consultation_id=c.id,
+            ))
 
 
 def chain(*hooks: CompletionHook | None) -> CompletionHook:

@@ -53,6 +53,15 @@ def breach(c: Consultation, now: datetime, targets: SlaTargets) -> Breach | None
     return None
 
 
+PHASE_OF = {S.PENDING: "assignment", S.ASSIGNED: "start"}  # the clock that runs in each state
+
+
+def overdue(status: S, escalated_phases: Iterable[str]) -> bool:
+    """Escalated for the clock that is still running: unassigned past its target, or not started."""
+    phase = PHASE_OF.get(status)
+    return phase is not None and phase in set(escalated_phases)
+
+
 def within_sla(c: Consultation, targets: SlaTargets) -> bool | None:
     """Whether the clocks that have stopped stopped in time; None when none has stopped yet."""
     verdicts = []

@@ -16,6 +16,7 @@ from sqlalchemy import case, func, select
 from huizhen.integration import tables as t
 from huizhen.integration.model import Consultation, ConsultationStatus, MessageStatus, Urgency
 from huizhen.integration.repo import Repository
+from huizhen.integration.sla import overdue
 from huizhen.rbac.rows import Scope
 
 OPEN = (ConsultationStatus.PENDING, ConsultationStatus.ASSIGNED, ConsultationStatus.IN_PROGRESS)
@@ -54,6 +55,7 @@ class BoardCell:
     urgency: Urgency
     counts: dict[ConsultationStatus, int] = field(default_factory=lambda: defaultdict(int))
     oldest_waiting: datetime | None = None  # submission time of the oldest PENDING one
+    overdue: int = 0  # escalated by the SLA watcher and still waiting in the phase it missed
 
 
 async def consultation_board(repo: Repository, scope: Scope) -> list[BoardCell]:
@@ -63,9 +65,10 @@ async def consultation_board(repo: Repository, scope: Scope) -> list[BoardCell]:
     seen = 0
     while seen < _BOARD_LIMIT:
         page = await repo.consultations.search(statuses=list(OPEN), first=100, after=after)
-        for c, _cursor in page.items:
-            if scope.sees_consultation(c):
-                _count(cells, c)
+        visible = [c for c, _cursor in page.items if scope.sees_consultation(c)]
+        escalations = await repo.escalations.for_consultations([c.id for c in visible])
+        for c in visible:
+            _count(cells, c, overdue(c.status, (phase for phase, _ in escalations[c.id])))
         seen += len(page.items)
         if not page.has_next or not page.items:
             break
@@ -74,9 +77,10 @@ async def consultation_board(repo: Repository, scope: Scope) -> list[BoardCell]:
     return sorted(cells.values(), key=lambda cell: (order[cell.urgency], cell.department))
 
 
-def _count(cells: dict[tuple[str, Urgency], BoardCell], c: Consultation) -> None:
+def _count(cells: dict[tuple[str, Urgency], BoardCell], c: Consultation, late: bool) -> None:
     cell = cells.setdefault((c.department, c.urgency), BoardCell(c.department, c.urgency))
     cell.counts[c.status] += 1
+    cell.overdue += late
     waiting = c.submitted_at or c.created_at
     if c.status is ConsultationStatus.PENDING and waiting is not None and (
         cell.oldest_waiting is None or waiting < cell.oldest_waiting

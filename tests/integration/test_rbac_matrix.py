@@ -56,6 +56,16 @@ QUERIES: list[tuple[str, str, dict[str, Any]]] = [
     ("explainAccess", '{ explainAccess(user: "doc1", domain: "TWN001", object: "patient", action: "read")'
      " { allowed reasons } }", only({"security_officer", "auditor"}, "ok")),
     ("auditEvents", "{ auditEvents { totalCount } }", only({"security_officer", "auditor"}, "ok")),
+    # consultation services (huizhen/graphql/services.py)
+    ("analyzeComplaint", '{ analyzeComplaint(text: "发热三天") { findings { code } } }', only(CLINICAL, "ok")),
+    ("cases", "{ cases { totalCount } }", only({"primary_doctor", "expert", "coordinator"}, 0)),
+    ("recommendedCases", "{ recommendedCases { id } }", only({"primary_doctor", "expert", "coordinator"}, "ok")),
+    ("coverageEstimate(visible)", "query($id: ID!) { coverageEstimate(consultationId: $id) { fee } }",
+     only(CLINICAL, "ok")),
+    ("coverageEstimate(hidden)", "query($hid: ID!) { coverageEstimate(consultationId: $hid) { fee } }",
+     {**only(CLINICAL, N), "coordinator": "ok"}),
+    ("platformStats", '{ platformStats(from: "2026-01-01", to: "2026-12-31") { overall { total } } }',
+     only({"coordinator"}, "ok")),
 ]
 
 # mutations on an unknown id or with invalid input: the role layer answers first (FORBIDDEN), then the row
@@ -74,6 +84,8 @@ MUTATIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("cancelConsultation", 'mutation { cancelConsultation(id: "nope", reason: "r") { id } }',
      only({"primary_doctor", "coordinator"}, N)),
     ("reprocessMessage", 'mutation { reprocessMessage(id: "nope") { id } }', only({"integration_admin"}, N)),
+    ("saveSymptoms", 'mutation { saveSymptoms(id: "nope") { id } }', only({"primary_doctor"}, N)),
+    ("saveSymptoms(hidden)", 'mutation($hid: ID!) { saveSymptoms(id: $hid) { id } }', only({"primary_doctor"}, N)),
     ("addPolicy", 'mutation { addPolicy(input: {subject: "nobody", domain: "*", object: "patient",'
      ' action: "read"}) { subject } }', only({"security_officer"}, B)),
     ("removePolicy", 'mutation { removePolicy(input: {subject: "nobody", domain: "*", object: "patient",'

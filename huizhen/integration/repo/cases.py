@@ -35,6 +35,18 @@ class TeachingCases(RepoBase):
         )
         return (await self.conn.execute(stmt)).rowcount == 1
 
+    async def set_study_uids(self, case_id: str, study_uids: Sequence[str]) -> bool:
+        """Record the case's de-identified image copies (their remapped Study Instance UIDs)."""
+        case = await self.get(case_id)
+        if case is None:
+            return False
+        body = asdict(case)
+        body["completed_at"] = case.completed_at.isoformat() if case.completed_at else None
+        body["study_uids"] = list(study_uids)
+        stmt = t.teaching_cases.update().where(t.teaching_cases.c.id == case_id)
+        await self.conn.execute(stmt.values(body_enc=self.keyring.encrypt_json(body)))
+        return True
+
     async def get(self, case_id: str) -> TeachingCase | None:
         row = (await self.conn.execute(select(t.teaching_cases).where(t.teaching_cases.c.id == case_id))).first()
         return self._case(row._mapping) if row else None

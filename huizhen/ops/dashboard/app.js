@@ -253,7 +253,7 @@ $("#reprocess").addEventListener("click", async () => {
 
 async function refreshBoard() {
   const { consultationBoard } = await gql(
-    "{ consultationBoard { department urgency pending assigned inProgress oldestWaitingSince } }");
+    "{ consultationBoard { department urgency pending assigned inProgress overdue oldestWaitingSince } }");
   const body = $("#board tbody");
   body.replaceChildren();
   for (const c of consultationBoard) {
@@ -264,12 +264,13 @@ async function refreshBoard() {
     cell(row, String(c.pending), "num");
     cell(row, String(c.assigned), "num");
     cell(row, String(c.inProgress), "num");
+    cell(row, String(c.overdue), c.overdue ? "num overdue" : "num");
     cell(row, fmtTime(c.oldestWaitingSince));
     body.append(row);
   }
   if (!consultationBoard.length) {
     const row = document.createElement("tr");
-    cell(row, "no open consultations").colSpan = 6;
+    cell(row, "no open consultations").colSpan = 7;
     body.append(row);
   }
 }
