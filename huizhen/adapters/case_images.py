@@ -14,17 +14,16 @@ after ``max_attempts`` it is marked FAILED (the case keeps no images).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from huizhen.adapters.dicom_export import export_study
 from huizhen.adapters.objects import ObjectStore
 from huizhen.integration.casebook import IMAGES_CHANNEL
 from huizhen.integration.model import Actor, OutboundMessage, OutboundStatus
+from huizhen.integration.outbox_sender import OutboxSender
 from huizhen.integration.repo.outbox import backoff
 from huizhen.integration.store import Store
 
@@ -33,43 +32,22 @@ log = logging.getLogger(__name__)
 ACTOR = Actor(id="huizhen-teaching", roles=("system",))
 
 
-class CaseImages:
+class CaseImages(OutboxSender):
+    name = "case-images"
+
     def __init__(
         self, store: Store, objects: ObjectStore, out_dir: Path, deidentify_key: bytes, *,
         poll_s: float = 5.0, lease: timedelta = timedelta(minutes=10), max_attempts: int = 8,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.store, self.objects, self.out_dir, self.key = store, objects, out_dir, deidentify_key
-        self.poll_s, self.lease, self.max_attempts = poll_s, lease, max_attempts
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="case-images")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except Exception:  # a database hiccup: the jobs wait in the outbox for the next round
-                log.exception("teaching-case images: a round failed")
-            await asyncio.sleep(self.poll_s)
+        super().__init__(store, [IMAGES_CHANNEL], poll_s=poll_s, lease=lease, clock=clock)
+        self.objects, self.out_dir, self.key, self.max_attempts = objects, out_dir, deidentify_key, max_attempts
 
     async def run_due(self) -> int:
         """One round: the due jobs, each attempted once; returns how many were claimed."""
-        async with self.store.write() as repo:
-            due = await repo.outbox.claim_due(self.clock(), lease=self.lease, channels=[IMAGES_CHANNEL])
-        for job in due:
-            await self._attempt(job)
-        return len(due)
+        return await self.send_due()
 
-    async def _attempt(self, job: OutboundMessage) -> None:
+    async def attempt(self, job: OutboundMessage) -> None:
         job.attempts += 1
         case_id = job.payload.decode()
         try:
