@@ -118,14 +118,16 @@ async def run(settings: Settings) -> None:
                "broker": "redis" if settings.broker_url else "in-process", "http_port": settings.http_port},
     )
     async with listeners(services):
+        app = build_app(services) if settings.http_port else None
         # start-up objects (schema, tables, mappings) live forever: keep them out of the
-        # collector's full passes, which otherwise pause every listener for ~100 ms
+        # collector's full passes, which otherwise pause every listener for ~100 ms. The app is
+        # built first, so that its GraphQL schema, a large share of them, is frozen too
         gc.freeze()
         # and collect the young generation every 50,000 allocations rather than every 700: an
         # HL7 message allocates thousands of short-lived objects, and the default made the
         # collector a tenth of the ingest's CPU (measured with bench/hl7_ingest.py)
         gc.set_threshold(50_000, 20, 100)
-        if settings.http_port == 0:
+        if app is None:
             log.info("HTTP listener disabled (http_port = 0)")
             try:
                 await asyncio.Event().wait()
@@ -133,7 +135,7 @@ async def run(settings: Settings) -> None:
                 await services.close()
             return
         config = uvicorn.Config(
-            build_app(services), host=settings.host, port=settings.http_port,
+            app, host=settings.host, port=settings.http_port,
             log_config=None, lifespan="on", proxy_headers=False, server_header=False,
             **http_tls(settings),
         )
