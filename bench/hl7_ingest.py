@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consultation_store import pg_admin
 from mllp_bare import percentile
+from serving import HOST, free_port, start_server
 
 from huizhen.adapters.hl7_send import ack_code
 from huizhen.adapters.mllp_client import MllpClient
-
-HOST = "127.0.0.1"
-
 
 _NATIONAL_IDS = itertools.count(110101198000000000)  # one per ADT of the whole run
 
@@ -80,30 +75,11 @@ def oru(tag: str, patient: str) -> bytes:
     ).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(workdir: Path, database_url: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
-    http, mllp = free_port(), free_port()
-    env.update(HUIZHEN_HTTP_PORT=str(http), HUIZHEN_MLLP_PORT=str(mllp), HUIZHEN_DICOM_PORT="0",
-               HUIZHEN_LOG_LEVEL="WARNING", HUIZHEN_MLLP_WORKERS=str(workers))
-    if database_url:
-        env["HUIZHEN_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "huizhen", "serve"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=(workdir / "serve.log").open("wb"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{http}/readyz", timeout=1).status_code == 200:
-                return proc, mllp
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start: " + (workdir / "serve.log").read_text()[-2000:])
+def start_mllp_server(workdir: Path, database_url: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """The server with its MLLP listener; returns the process and the MLLP port."""
+    mllp = free_port()
+    proc, _ = start_server(workdir, database_url, mllp_port=str(mllp), mllp_workers=str(workers))
+    return proc, mllp
 
 
 def cpu_seconds(pid: int) -> float:
@@ -198,7 +174,7 @@ def main() -> None:
                 pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
                 pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
             with tempfile.TemporaryDirectory() as tmp:
-                proc, port = start_server(Path(tmp), url, workers)
+                proc, port = start_mllp_server(Path(tmp), url, workers)
                 try:
                     results[name] = [measured(proc.pid, port, c, args.seconds, args.warmup) for c in args.concurrency]
                 finally:

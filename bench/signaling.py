@@ -19,17 +19,14 @@ import asyncio
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import websockets
+from serving import HOST, start_server
 
 from huizhen.integration.consultations import ConsultationRequest, ConsultationService
 from huizhen.integration.crypto import load_or_create_keyring
@@ -46,34 +43,6 @@ from huizhen.integration.model import (
 )
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
-    http = free_port()
-    env.update(HUIZHEN_HTTP_PORT=str(http), HUIZHEN_MLLP_PORT="0", HUIZHEN_DICOM_PORT="0",
-               HUIZHEN_LOG_LEVEL="WARNING")
-    if database_url:
-        env["HUIZHEN_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "huizhen", "serve"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=(workdir / "serve.log").open("wb"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{http}/readyz", timeout=1).status_code == 200:
-                return proc, http
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start: " + (workdir / "serve.log").read_text()[-2000:])
 
 
 async def seed(data: Path, url: str, rooms: int) -> list[str]:
