@@ -46,7 +46,7 @@ from huizhen.integration import migrate
 from huizhen.integration.casebook import CaseArchiver, chain
 from huizhen.integration.consultations import ConsultationService
 from huizhen.integration.coverage import CoverageRules, load_coverage_rules
-from huizhen.integration.crypto import load_keyring
+from huizhen.integration.crypto import KeyRing, load_keyring
 from huizhen.integration.engine import Codec, InboundEngine
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.events import EventBus, create_bus
@@ -148,17 +148,28 @@ def prepare_data_dir(settings: Settings) -> Path:
     return data
 
 
+def open_keyring(settings: Settings) -> KeyRing:
+    """The data folder (created on first start) and its key ring: ``HUIZHEN_DATA_KEY`` or ``keys.json``."""
+    data = prepare_data_dir(settings)
+    return load_keyring(data, secret_value(settings.data_key), secret_value(settings.index_key))
+
+
+async def open_store(settings: Settings, *, migrate_db: bool = True) -> Store:
+    """The configured store, migrated: what the server and every command that touches data open."""
+    keyring = open_keyring(settings)
+    url = settings.resolved_database_url
+    if migrate_db:
+        await asyncio.to_thread(migrate.upgrade, url)
+    return Store(url, keyring, shared=settings.mllp_workers > 1)
+
+
 async def create_services(
     settings: Settings, *, migrate_db: bool = True, bus: EventBus | None = None
 ) -> Services:
     """``bus``: the event bus to use instead of the one the settings name (an MLLP worker's relay)."""
-    data = prepare_data_dir(settings)
-    keyring = load_keyring(data, secret_value(settings.data_key), secret_value(settings.index_key))
+    store = await open_store(settings, migrate_db=migrate_db)
+    data = settings.data_dir
     signing_key = load_or_create_signing_key(data)
-    url = settings.resolved_database_url
-    if migrate_db:
-        await asyncio.to_thread(migrate.upgrade, url)
-    store = Store(url, keyring, shared=settings.mllp_workers > 1)
     bus = bus or await create_bus(settings.broker_url)
     hl7 = Hl7Codec(
         default_registry(),
@@ -213,7 +224,9 @@ async def create_services(
         coverage=load_coverage_rules(settings.resolved_coverage_rules_file),
         sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
                        interval_s=settings.sla_check_interval_seconds),
-        case_images=CaseImages(store, ObjectStore(data / "dicom"), data / "teaching", deidentification_key(keyring)),
+        case_images=CaseImages(
+            store, ObjectStore(data / "dicom"), data / "teaching", deidentification_key(store.keyring)
+        ),
         metrics=metrics,
         his=his,
         fhir_push=FhirPushSender(store, his),

@@ -189,18 +189,12 @@ def send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port: in
 
 async def _with_policy(settings: Settings, job: Any) -> Any:
     """Run ``job(PolicyService)`` against the configured database and bus (seeded like a first start)."""
-    from huizhen.app import prepare_data_dir
-    from huizhen.integration import migrate
-    from huizhen.integration.crypto import load_or_create_keyring
+    from huizhen.app import open_store
     from huizhen.integration.events import create_bus
-    from huizhen.integration.store import Store
     from huizhen.rbac.enforcer import Authorizer
     from huizhen.rbac.service import PolicyService
 
-    data = prepare_data_dir(settings)
-    url = settings.resolved_database_url
-    await asyncio.to_thread(migrate.upgrade, url)
-    store = Store(url, load_or_create_keyring(data))
+    store = await open_store(settings)
     bus = await create_bus(settings.broker_url)
     rbac = settings.resolved_rbac_dir
     service = PolicyService(store, bus, Authorizer(rbac / "model.conf"), rbac / "policy.csv")
@@ -268,15 +262,9 @@ def audit() -> None:
 
 
 async def _with_store(settings: Settings, job: Any) -> Any:
-    from huizhen.app import prepare_data_dir
-    from huizhen.integration import migrate
-    from huizhen.integration.crypto import load_or_create_keyring
-    from huizhen.integration.store import Store
+    from huizhen.app import open_store
 
-    data = prepare_data_dir(settings)
-    url = settings.resolved_database_url
-    await asyncio.to_thread(migrate.upgrade, url)
-    store = Store(url, load_or_create_keyring(data))
+    store = await open_store(settings)
     try:
         return await job(store)
     finally:
@@ -426,15 +414,14 @@ def messages() -> None:
 @click.pass_context
 def messages_prune(ctx: click.Context, before: Any, keep_errors: bool, full: bool, yes: bool) -> None:
     """Journal retention: batched deletes, then space given back (VACUUM, per back end)."""
-    from huizhen.integration.crypto import load_or_create_keyring
-    from huizhen.integration.store import Store
+    from huizhen.app import open_store
     from huizhen.ops.retention import count_prunable, prune
 
     settings = _settings(ctx)
     cutoff = before.replace(tzinfo=settings.tz)
 
     async def go() -> None:
-        store = Store(settings.resolved_database_url, load_or_create_keyring(settings.data_dir))
+        store = await open_store(settings, migrate_db=False)
         try:
             total = await count_prunable(store, cutoff, keep_errors=keep_errors)
             if total and not yes:

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from huizhen.adapters.objects import ObjectStore
-from huizhen.integration.crypto import KeyRing, load_or_create_keyring
+from huizhen.integration.crypto import KeyRing
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.integration.model import Actor, AuditEvent
 from huizhen.integration.repo.imaging import StudyFilter
@@ -99,11 +99,11 @@ async def export_from_settings(
     settings: Settings, study_instance_uid: str, out_dir: Path, *, deidentify: bool
 ) -> ExportedStudy:
     """``huizhen dicom export``: the configured data folder and database, opened for one export."""
-    from huizhen.app import prepare_data_dir  # the composition root, imported only by this entry point
+    from huizhen.app import open_store  # the composition root, imported only by this entry point
 
-    data = prepare_data_dir(settings)
-    keyring = load_or_create_keyring(data)
-    store = Store(settings.resolved_database_url, keyring)
+    store = await open_store(settings, migrate_db=False)
+    keyring = store.keyring
+    data = settings.data_dir
     try:
         return await export_study(
             store, ObjectStore(data / "dicom"), study_instance_uid, out_dir,
