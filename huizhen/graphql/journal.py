@@ -5,8 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from huizhen.graphql.raw import raw_content
-from huizhen.graphql.types import Info, MessageStatus, iso
-from huizhen.integration import model as m
+from huizhen.graphql.types import Info, JournaledMessage, iso
 from huizhen.integration.paging import encode_cursor
 
 
@@ -17,40 +16,14 @@ class EntityReference:
 
 
 @strawberry.type
-class Message:
-    _m: strawberry.Private[m.Message]
-
+class Message(JournaledMessage):
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(self._m.id)
 
     @strawberry.field
-    def channel(self) -> str:
-        return self._m.channel
-
-    @strawberry.field
-    def status(self) -> MessageStatus:
-        return MessageStatus(self._m.status.value)
-
-    @strawberry.field
-    def type(self) -> str | None:
-        return self._m.type
-
-    @strawberry.field
-    def control_id(self) -> str | None:
-        return self._m.control_id
-
-    @strawberry.field
-    def sender(self) -> str | None:
-        return self._m.sender
-
-    @strawberry.field
     def peer(self) -> str | None:
         return self._m.peer
-
-    @strawberry.field
-    def received_at(self, info: Info) -> str:
-        return iso(self._m.received_at, info) or ""
 
     @strawberry.field
     def processed_at(self, info: Info) -> str | None:

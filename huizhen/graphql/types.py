@@ -160,17 +160,19 @@ async def _practitioner(pid: str | None, info: Info) -> Practitioner | None:
     return Practitioner(_m=p) if p else None
 
 
-@strawberry.type(description="A journaled inbound message that created or changed an entity (provenance).")
-class SourceMessage:
-    _m: strawberry.Private[m.Message]
+@strawberry.type
+class JournaledMessage:
+    """What every view of a journaled message shows; :class:`SourceMessage` and the journal's ``Message`` extend it."""
 
-    @strawberry.field
-    def message_id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
+    _m: strawberry.Private[m.Message]
 
     @strawberry.field
     def channel(self) -> str:
         return self._m.channel
+
+    @strawberry.field
+    def status(self) -> MessageStatus:
+        return MessageStatus(self._m.status.value)
 
     @strawberry.field
     def type(self) -> str | None:
@@ -185,12 +187,15 @@ class SourceMessage:
         return self._m.sender
 
     @strawberry.field
-    def status(self) -> MessageStatus:
-        return MessageStatus(self._m.status.value)
-
-    @strawberry.field
     def received_at(self, info: Info) -> str:
         return iso(self._m.received_at, info) or ""
+
+
+@strawberry.type(description="A journaled inbound message that created or changed an entity (provenance).")
+class SourceMessage(JournaledMessage):
+    @strawberry.field
+    def message_id(self) -> strawberry.ID:
+        return strawberry.ID(self._m.id)
 
 
 async def sources_of(entity_id: str, info: Info) -> list[SourceMessage]:
