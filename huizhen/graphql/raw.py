@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from huizhen.graphql.types import Info
 from huizhen.integration import model as m
 from huizhen.integration.errors import Forbidden
+from huizhen.mappings.hl7v2 import charset
+from huizhen.mappings.hl7v2.errors import CharsetError
 from huizhen.rbac.audit import DENIED
 
 
 def decode_raw(raw: bytes) -> str:
-    """The message text: UTF-8, else GB 18030 (the Chinese HIS default), else Latin-1 (never fails)."""
-    for charset in ("utf-8", "gb18030"):
+    """The message text by its own MSH-18 (as the pipeline decoded it); for what does not decode so
+    (a FHIR body, a message refused for its bytes): UTF-8, else GB 18030, else Latin-1 (never fails)."""
+    with contextlib.suppress(CharsetError):
+        return charset.decode(raw).text
+    for codec in ("utf-8", "gb18030"):
         try:
-            return raw.decode(charset)
+            return raw.decode(codec)
         except UnicodeDecodeError:
             continue
     return raw.decode("latin-1")
