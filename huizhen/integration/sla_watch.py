@@ -46,8 +46,7 @@ class SlaWatcher:
         """One pass; returns the ids this instance escalated."""
         now = self.clock()
         async with self.store.read() as repo:
-            ids = await repo.escalations.open_clocks([ConsultationStatus.PENDING, ConsultationStatus.ASSIGNED])
-            running = await repo.consultations.by_ids(ids)
+            running = await repo.escalations.open_clocks([ConsultationStatus.PENDING, ConsultationStatus.ASSIGNED])
         escalated = []
         for c in running:
             b = breach(c, now, self.targets)
@@ -71,9 +70,14 @@ class SlaWatcher:
         return escalated
 
     async def _refresh_response_times(self) -> None:
-        async with self.store.write() as repo:
+        """Write the averages that moved; most passes change nothing and take no write lock."""
+        async with self.store.read() as repo:
             averages = await repo.escalations.expert_response_minutes()
-            await repo.directory.set_response_minutes(averages)
+            stored = {p.id: p.avg_response_minutes for p in await repo.directory.practitioners_by_ids(list(averages))}
+        moved = {pid: minutes for pid, minutes in averages.items() if stored.get(pid) != minutes}
+        if moved:
+            async with self.store.write() as repo:
+                await repo.directory.set_response_minutes(moved)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sla-watcher")

@@ -125,35 +125,23 @@ class Escalations(RepoBase):
                 out[cid].append((phase, at))
         return out
 
-    async def open_clocks(self, statuses: Sequence[ConsultationStatus], limit: int = 1000) -> list[str]:
-        """Ids of consultations whose clock runs (PENDING/ASSIGNED), oldest first."""
+    async def open_clocks(self, statuses: Sequence[ConsultationStatus], limit: int = 1000) -> list[Consultation]:
+        """Consultations whose clock runs (PENDING/ASSIGNED), oldest first, with their clocks only."""
         c = t.consultations.c
-        rows = await self.conn.execute(
-            select(c.id).where(c.status.in_([s.value for s in statuses])).order_by(c.created_at).limit(limit)
-        )
-        return [r[0] for r in rows]
+        q = _CLOCKS.where(c.status.in_([s.value for s in statuses])).order_by(c.created_at).limit(limit)
+        return [_clock(r) for r in await self.conn.execute(q)]
 
     async def clocks(
         self, start: datetime, end: datetime, *, facility_id: str | None = None, department: str | None = None,
     ) -> list[Consultation]:
         """Consultations created in [start, end) with only what the figures need (no PHI is read)."""
         c = t.consultations.c
-        q = select(c.id, c.status, c.urgency, c.department, c.facility_id, c.patient_id, c.created_at,
-                   c.submitted_at, c.assigned_at, c.started_at, c.completed_at, c.cancelled_at)
-        q = q.where(c.created_at >= start, c.created_at < end)
+        q = _CLOCKS.where(c.created_at >= start, c.created_at < end)
         if facility_id is not None:
             q = q.where(c.facility_id == facility_id)
         if department is not None:
             q = q.where(c.department == department)
-        return [
-            Consultation(
-                id=r.id, status=ConsultationStatus(r.status), urgency=Urgency(r.urgency), department=r.department,
-                facility_id=r.facility_id, patient_id=r.patient_id, chief_complaint="", created_at=r.created_at,
-                submitted_at=r.submitted_at, assigned_at=r.assigned_at, started_at=r.started_at,
-                completed_at=r.completed_at, cancelled_at=r.cancelled_at,
-            )
-            for r in await self.conn.execute(q)
-        ]
+        return [_clock(r) for r in await self.conn.execute(q)]
 
     async def expert_response_minutes(self) -> dict[str, float]:
         """Per expert: the mean minutes from assignment to start over their history."""
@@ -166,3 +154,18 @@ class Escalations(RepoBase):
         for expert, assigned, started in rows:
             sums.setdefault(expert, []).append((started - assigned).total_seconds() / 60)
         return {e: round(sum(v) / len(v), 1) for e, v in sums.items()}
+
+
+_C = t.consultations.c
+# a consultation's clocks and grouping keys: what the SLA watcher and the figures read (no PHI, no timeline)
+_CLOCKS = select(_C.id, _C.status, _C.urgency, _C.department, _C.facility_id, _C.patient_id, _C.created_at,
+                 _C.submitted_at, _C.assigned_at, _C.started_at, _C.completed_at, _C.cancelled_at)
+
+
+def _clock(r: Any) -> Consultation:
+    return Consultation(
+        id=r.id, status=ConsultationStatus(r.status), urgency=Urgency(r.urgency), department=r.department,
+        facility_id=r.facility_id, patient_id=r.patient_id, chief_complaint="", created_at=r.created_at,
+        submitted_at=r.submitted_at, assigned_at=r.assigned_at, started_at=r.started_at,
+        completed_at=r.completed_at, cancelled_at=r.cancelled_at,
+    )
