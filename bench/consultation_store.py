@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from huizhen.integration import migrate
@@ -91,6 +93,23 @@ def pg_admin(base: str, sql: str) -> None:
     asyncio.run(go())
 
 
+@contextlib.contextmanager
+def bench_databases(tmp: str, postgres: str | None) -> Iterator[dict[str, str]]:
+    """SQLite in ``tmp`` and, with ``postgres``, a fresh PostgreSQL database dropped afterwards: name -> URL."""
+    from sqlalchemy.engine import make_url
+
+    targets = {"sqlite": f"sqlite+aiosqlite:///{tmp}/bench.db"}
+    pg_name = f"hz_bench_{secrets.token_hex(3)}"
+    if postgres:
+        pg_admin(postgres, f'CREATE DATABASE "{pg_name}"')
+        targets["postgresql"] = make_url(postgres).set(database=pg_name).render_as_string(False)
+    try:
+        yield targets
+    finally:
+        if postgres:
+            pg_admin(postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
@@ -98,21 +117,10 @@ def main() -> None:
     ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
     args = ap.parse_args()
     results: dict[str, list[dict[str, object]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        targets = {"sqlite": f"sqlite+aiosqlite:///{tmp}/bench.db"}
-        pg_name = f"hz_bench_{secrets.token_hex(3)}"
-        if args.postgres:
-            from sqlalchemy.engine import make_url
-
-            pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
-            targets["postgresql"] = make_url(args.postgres).set(database=pg_name).render_as_string(False)
-        try:
-            for backend, url in targets.items():
-                migrate.upgrade(url)
-                results[backend] = [asyncio.run(run_one(url, Path(tmp), args.n, c)) for c in args.concurrency]
-        finally:
-            if args.postgres:
-                pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with tempfile.TemporaryDirectory() as tmp, bench_databases(tmp, args.postgres) as targets:
+        for backend, url in targets.items():
+            migrate.upgrade(url)
+            results[backend] = [asyncio.run(run_one(url, Path(tmp), args.n, c)) for c in args.concurrency]
     print(json.dumps({"benchmark": "consultation_store", "results": results}, indent=2))
 
 

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the seed the tests use (tests/graphql_seed.py)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from consultation_store import pg_admin  # noqa: E402
+from consultation_store import bench_databases  # noqa: E402
 
 from huizhen.integration import migrate  # noqa: E402
 from huizhen.integration.crypto import load_or_create_keyring  # noqa: E402
@@ -226,20 +226,9 @@ def main() -> None:
     ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
     args = ap.parse_args()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        targets = {"sqlite": f"sqlite+aiosqlite:///{tmp}/bench.db"}
-        pg_name = f"hz_bench_{secrets.token_hex(3)}"
-        if args.postgres:
-            from sqlalchemy.engine import make_url
-
-            pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
-            targets["postgresql"] = make_url(args.postgres).set(database=pg_name).render_as_string(False)
-        try:
-            for backend, url in targets.items():
-                results[backend] = run_backend(url, Path(tmp), args)
-        finally:
-            if args.postgres:
-                pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with tempfile.TemporaryDirectory() as tmp, bench_databases(tmp, args.postgres) as targets:
+        for backend, url in targets.items():
+            results[backend] = run_backend(url, Path(tmp), args)
     print(json.dumps({"benchmark": "graphql_load", "measured": "under load (shared 2-core machine)",
                       "results": results}, indent=2, ensure_ascii=False))
 
