@@ -31,3 +31,31 @@ export async function gql(query, variables = {}) {
   if (body.errors?.length) throw new GraphQLError(body.errors);
   return body.data;
 }
+
+export function showError(where, err) {
+  where.textContent = err instanceof GraphQLError ? `${err.code ?? "ERROR"}: ${err.message}` : String(err);
+  where.classList.add("error");
+}
+
+// The login form, the logout button and a token kept from earlier in this tab: one wiring for every page.
+export function wireLogin(login) {
+  const $ = (selector) => document.querySelector(selector);
+  const attempt = async () => {
+    try {
+      await login();
+    } catch (err) {
+      session.token = null;
+      showError($("#login-error"), err);
+    }
+  };
+  $("#login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    session.token = $("#token").value.trim();
+    attempt();
+  });
+  $("#logout").addEventListener("click", () => {
+    session.token = null;
+    location.reload();
+  });
+  if (session.token) attempt();
+}

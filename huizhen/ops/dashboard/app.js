@@ -1,5 +1,5 @@
 // The operations dashboard: each role sees its parts, every figure comes from the GraphQL API.
-import { gql, session, GraphQLError } from "./api.js";
+import { gql, showError, wireLogin } from "./api.js";
 import { lineChart } from "./chart.js";
 import { onChange } from "./live.js";
 
@@ -17,12 +17,6 @@ function cell(row, text, cls) {
 
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
-}
-
-function showError(where, err) {
-  const msg = err instanceof GraphQLError ? `${err.code ?? "ERROR"}: ${err.message}` : String(err);
-  where.textContent = msg;
-  where.classList.add("error");
 }
 
 // ---- login -------------------------------------------------------------------------------------
@@ -46,21 +40,6 @@ async function login() {
   $("#live").textContent = state.live.mode.value;
 }
 
-$("#login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  session.token = $("#token").value.trim();
-  try {
-    await login();
-  } catch (err) {
-    session.token = null;
-    showError($("#login-error"), err);
-  }
-});
-
-$("#logout").addEventListener("click", () => {
-  session.token = null;
-  location.reload();
-});
 
 // ---- refresh: what each role sees ----------------------------------------------------------------
 
@@ -301,9 +280,4 @@ async function refreshAudit() {
 
 // ---- start ---------------------------------------------------------------------------------------------
 
-if (session.token) {
-  login().catch((err) => {
-    session.token = null;
-    showError($("#login-error"), err);
-  });
-}
+wireLogin(login);

@@ -1,6 +1,6 @@
 // The security officers' console: roles as tables, changes dry-run before they apply, the access tester,
 // the audit trail with its chain status, and the break-glass alerts. Every figure comes through /graphql.
-import { gql, session, GraphQLError } from "../api.js";
+import { gql, showError, wireLogin } from "../api.js";
 import { onChange } from "../live.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -21,10 +21,6 @@ function td(content, cls) {
 }
 
 function fmt(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
-
-function showError(where, err) {
-  where.textContent = err instanceof GraphQLError ? `${err.code ?? "ERROR"}: ${err.message}` : String(err);
-}
 
 function options(select, values, { keep = false } = {}) {
   if (!keep) select.replaceChildren();
@@ -60,18 +56,6 @@ async function login() {
   setInterval(() => { $("#live").textContent = live.mode.value; tickAlerts(); }, 1000);
 }
 
-$("#login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  session.token = $("#token").value.trim();
-  try {
-    await login();
-  } catch (err) {
-    session.token = null;
-    showError($("#login-error"), err);
-  }
-});
-
-$("#logout").addEventListener("click", () => { session.token = null; location.reload(); });
 
 // ---- roles -------------------------------------------------------------------------------------
 
@@ -380,6 +364,4 @@ async function acknowledge(id) {
   await refreshLive();
 }
 
-if (session.token) {
-  login().catch((err) => { session.token = null; showError($("#login-error"), err); });
-}
+wireLogin(login);
