@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from huizhen.graphql.types import Info
-from huizhen.integration.errors import BadInput
+from huizhen.graphql.worklist import parse_time
 from huizhen.integration.repo.audit import AuditFilter
 from huizhen.integration.repo.visibility import PatientRows
 
 _PSEUDONYM_PREFIX = "HZP-"
-
-
-def parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        at = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise BadInput(f"{name} must be an ISO 8601 time with offset, not {value!r}") from exc
-    if at.tzinfo is None:
-        raise BadInput(f"{name} needs a UTC offset: {value!r}")
-    return at
 
 
 async def audit_filter(
@@ -34,8 +20,8 @@ async def audit_filter(
     if patient is not None and patient.strip():
         ids = await _patient_entity_ids(info, patient.strip())
     return AuditFilter(
-        action=action or None, outcome=outcome or None, since=parse_time(since, "since"),
-        until=parse_time(until, "until"), entity_ids=ids,
+        action=action or None, outcome=outcome or None, since=parse_time((since or "").strip() or None, "since"),
+        until=parse_time((until or "").strip() or None, "until"), entity_ids=ids,
     )
 
 
