@@ -42,7 +42,6 @@ from huizhen.integration.model import (
     Actor,
     Consultation,
     EntityRef,
-    Facility,
     Identifier,
     Patient,
     TimelineEvent,
@@ -126,11 +125,7 @@ class Applier:
         known = self._committed_facilities.get(code) or self.facilities.get(code)
         if known is not None:
             return known
-        facility = await self.repo.directory.facility_by_code(code)
-        if facility is None:
-            # a sender we have no directory entry for: register it by code so nothing is lost
-            facility = await self.repo.directory.save_facility(Facility(code=code, name=code))
-            log.info("registered unknown facility from an inbound message", extra={"facility": code})
+        facility = await self.repo.directory.facility_or_register(code)
         self.facilities[code] = facility.id
         return facility.id
 

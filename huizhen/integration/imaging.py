@@ -42,7 +42,6 @@ from huizhen.integration.events import Event, EventBus
 from huizhen.integration.model import (
     Consultation,
     EntityRef,
-    Facility,
     Identifier,
     ImagingInstance,
     ImagingSeries,
@@ -199,10 +198,7 @@ class ImagingIndexer:
             self._known.popitem(last=False)
 
     async def _add_study(self, repo: Repository, item: ReceivedInstance) -> tuple[StudyRef, bool]:
-        facility = await repo.directory.facility_by_code(item.facility_code) if item.facility_code else None
-        if facility is None and item.facility_code:
-            # a peer facility with no directory entry yet: registered by code, as the HL7 path does
-            facility = await repo.directory.save_facility(Facility(code=item.facility_code, name=item.facility_code))
+        facility = await repo.directory.facility_or_register(item.facility_code) if item.facility_code else None
         facility_id = facility.id if facility else None
         patient = await _find_patient(repo, item.patient.identifiers)
         if patient is None:

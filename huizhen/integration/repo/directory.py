@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from huizhen.integration.repo.base import (
     name_from_json,
     name_to_json,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Directory(RepoBase):
@@ -44,6 +47,14 @@ class Directory(RepoBase):
     async def facility_by_code(self, code: str) -> Facility | None:
         row = (await self.conn.execute(select(t.facilities).where(t.facilities.c.code == code))).first()
         return _facility(row._mapping) if row else None
+
+    async def facility_or_register(self, code: str) -> Facility:
+        """The facility of ``code``; a sender with no directory entry is registered by code, so nothing is lost."""
+        facility = await self.facility_by_code(code)
+        if facility is None:
+            facility = await self.save_facility(Facility(code=code, name=code))
+            log.info("registered unknown facility from an inbound message", extra={"facility": code})
+        return facility
 
     async def facilities(self, ids: Sequence[str]) -> list[Facility]:
         rows = await self.conn.execute(select(t.facilities).where(t.facilities.c.id.in_(list(ids))))
