@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -29,6 +31,44 @@ if TYPE_CHECKING:
     from huizhen.app import Services
     from huizhen.graphql.subscriptions import EventViews
     from huizhen.integration.repo import Repository
+
+
+# the time zone the request's times are shown in (the server's), set by each Context: object
+# types fill their time fields when built, in resolvers that have no ``info`` to ask
+DISPLAY_TZ: ContextVar[tzinfo] = ContextVar("display_tz")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+R = TypeVar("R")
+
+
+def ready(loader: DataLoader[K, V], key: K) -> V | Awaitable[V]:
+    """The value when this request already holds it (prefetched, or loaded by an earlier field),
+    else the loader's awaitable. A field that returns the value itself is completed at once by
+    graphql-core; an awaitable costs a task and a gather per row of a page."""
+    future = loader.cache_map.get(key)
+    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()
+    return loader.load(key)
+
+
+def ready_many(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V] | Awaitable[list[V]]:
+    futures = [loader.cache_map.get(k) for k in keys]
+    if all(f is not None and f.done() and not f.cancelled() and f.exception() is None for f in futures):
+        return [f.result() for f in futures]  # type: ignore[union-attr]
+    return loader.load_many(keys)
+
+
+def then(value: V | Awaitable[V], fn: Callable[[V], R]) -> R | Awaitable[R]:
+    """``fn(value)``, at once or when the awaitable is done: what a resolver returns."""
+    if inspect.isawaitable(value):
+        awaitable = value
+
+        async def later() -> R:
+            return fn(await awaitable)
+
+        return later()
+    return fn(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -130,6 +170,9 @@ class Context:
 
     _scope: Scope | None = None
     _roles: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        DISPLAY_TZ.set(self.services.settings.tz)
 
     @property
     def actor(self) -> Actor:

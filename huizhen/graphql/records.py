@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from huizhen.graphql.context import DISPLAY_TZ, ready, ready_many, then
 from huizhen.graphql.guard import can, read, sees_consultation, sees_patient
 from huizhen.graphql.types import (
     ConsultationStatus,
@@ -25,6 +26,7 @@ from huizhen.graphql.types import (
     _facility,
     _practitioner,
     iso,
+    local_iso,
     sources_of,
 )
 from huizhen.integration import model as m
@@ -36,52 +38,49 @@ from huizhen.integration.sla import overdue
 @strawberry.type
 class Patient:
     _m: strawberry.Private[m.Patient]
+    id: strawberry.ID
+    identifiers: list[Identifier]
+    name: HumanName
+    gender: str | None
+    birth_date: str | None
+    age: int | None = strawberry.field(description="Age in whole years today (in the server's time zone).")
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def identifiers(self) -> list[Identifier]:
-        return [Identifier(system=i.system, value=i.value) for i in self._m.identifiers]
-
-    @strawberry.field
-    def name(self) -> HumanName:
-        return HumanName.of(self._m.name)
-
-    @strawberry.field
-    def gender(self) -> str | None:
-        return self._m.gender.value if self._m.gender else None
-
-    @strawberry.field
-    def birth_date(self, info: Info) -> str | None:
-        return iso(self._m.birth_date, info)
-
-    @strawberry.field
-    async def facility(self, info: Info) -> Facility | None:
-        return await _facility(self._m.facility_id, info)
-
-    @strawberry.field(description="Age in whole years today (in the server's time zone).")
-    def age(self, info: Info) -> int | None:
-        born = self._m.birth_date
+    def __init__(self, _m: m.Patient) -> None:
+        self._m = _m
+        self.id = strawberry.ID(_m.id)
+        self.identifiers = [Identifier(system=i.system, value=i.value) for i in _m.identifiers]
+        self.name, self.gender = HumanName.of(_m.name), _m.gender.value if _m.gender else None
+        born = _m.birth_date
+        self.birth_date = local_iso(born)
         if born is None:
-            return None
-        today = datetime.now(info.context.services.settings.tz).date()
-        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+            self.age = None
+        else:
+            today = datetime.now(DISPLAY_TZ.get()).date()
+            self.age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+    @strawberry.field
+    def facility(self, info: Info) -> Facility | None:
+        return _facility(self._m.facility_id, info)  # type: ignore[no-any-return]
 
     @strawberry.field(permission_classes=can("observation", "read"))
-    async def observations(self, info: Info, first: int | None = 20) -> list[Observation]:
+    def observations(self, info: Info, first: int | None = 20) -> list[Observation]:
         if first is not None and not 0 <= first <= MAX_PAGE:
             raise BadInput(f"first must be between 0 and {MAX_PAGE}")
-        found = await info.context.loaders.patient_observations.load((self._m.id, first))
-        read(info, "Observation", f"patient:{self._m.id}")
-        return [Observation(_m=o) for o in found]
+
+        def shown(found: list[m.Observation]) -> list[Observation]:
+            read(info, "Observation", f"patient:{self._m.id}")
+            return [Observation(_m=o) for o in found]
+
+        found = ready(info.context.loaders.patient_observations, (self._m.id, first))
+        return then(found, shown)  # type: ignore[return-value]
 
     @strawberry.field(permission_classes=can("study", "read"))
-    async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
-        found = await info.context.loaders.patient_studies.load(self._m.id)
-        read(info, "ImagingStudy", f"patient:{self._m.id}")
-        return [ImagingStudy(_m=s) for s in found]
+    def imaging_studies(self, info: Info) -> list[ImagingStudy]:
+        def shown(found: list[m.ImagingStudy]) -> list[ImagingStudy]:
+            read(info, "ImagingStudy", f"patient:{self._m.id}")
+            return [ImagingStudy(_m=s) for s in found]
+
+        return then(ready(info.context.loaders.patient_studies, self._m.id), shown)  # type: ignore[return-value]
 
     @strawberry.field(permission_classes=can("consultation", "read"))
     async def consultations(self, info: Info) -> list[Consultation]:
@@ -96,62 +95,59 @@ class Patient:
 @strawberry.type
 class Consultation:
     _m: strawberry.Private[m.Consultation]
+    id: strawberry.ID
+    number: str
+    status: ConsultationStatus
+    urgency: Urgency
+    department: str
+    disease_code: str | None
+    disease_name: str | None
+    chief_complaint: str | None
+    question: str | None
+    diagnosis: str | None
+    treatment_plan: str | None
+    cancel_reason: str | None
+    scheduled_at: str | None
+    cancelled_at: str | None
+    created_at: str | None
+    submitted_at: str | None
+    assigned_at: str | None
+    started_at: str | None
+    completed_at: str | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def number(self) -> str:
-        return self._m.number
-
-    @strawberry.field
-    def status(self) -> ConsultationStatus:
-        return ConsultationStatus(self._m.status.value)
-
-    @strawberry.field
-    def urgency(self) -> Urgency:
-        return Urgency(self._m.urgency.value)
-
-    @strawberry.field
-    def department(self) -> str:
-        return self._m.department
-
-    @strawberry.field
-    def disease_code(self) -> str | None:
-        return self._m.disease_code
-
-    @strawberry.field
-    def disease_name(self) -> str | None:
-        return self._m.disease_name
-
-    @strawberry.field
-    def chief_complaint(self) -> str | None:
-        return self._m.chief_complaint
-
-    @strawberry.field
-    def question(self) -> str | None:
-        return self._m.question
+    def __init__(self, _m: m.Consultation) -> None:
+        self._m = _m
+        self.id, self.number = strawberry.ID(_m.id), _m.number
+        self.status, self.urgency = ConsultationStatus(_m.status.value), Urgency(_m.urgency.value)
+        self.department, self.disease_code, self.disease_name = _m.department, _m.disease_code, _m.disease_name
+        self.chief_complaint, self.question = _m.chief_complaint, _m.question
+        self.diagnosis, self.treatment_plan, self.cancel_reason = _m.diagnosis, _m.treatment_plan, _m.cancel_reason
+        self.scheduled_at, self.cancelled_at = local_iso(_m.scheduled_at), local_iso(_m.cancelled_at)
+        self.created_at, self.submitted_at = local_iso(_m.created_at), local_iso(_m.submitted_at)
+        self.assigned_at, self.started_at = local_iso(_m.assigned_at), local_iso(_m.started_at)
+        self.completed_at = local_iso(_m.completed_at)
 
     @strawberry.field(permission_classes=can("patient", "read"))
-    async def patient(self, info: Info) -> Patient:
-        p = await info.context.loaders.patient.load(self._m.patient_id)
-        if p is None:  # a foreign key guarantees it; a miss is a broken store
-            raise RuntimeError(f"consultation {self._m.number} has no patient row")
-        read(info, "Patient", p.id)  # whoever sees a consultation sees its patient (huizhen.rbac.rows)
-        return Patient(_m=p)
+    def patient(self, info: Info) -> Patient:
+        def shown(p: m.Patient | None) -> Patient:
+            if p is None:  # a foreign key guarantees it; a miss is a broken store
+                raise RuntimeError(f"consultation {self._m.number} has no patient row")
+            read(info, "Patient", p.id)  # whoever sees a consultation sees its patient (huizhen.rbac.rows)
+            return Patient(_m=p)
+
+        return then(ready(info.context.loaders.patient, self._m.patient_id), shown)  # type: ignore[return-value]
 
     @strawberry.field
-    async def requester(self, info: Info) -> Practitioner | None:
-        return await _practitioner(self._m.requester_id, info)
+    def requester(self, info: Info) -> Practitioner | None:
+        return _practitioner(self._m.requester_id, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def facility(self, info: Info) -> Facility | None:
-        return await _facility(self._m.facility_id, info)
+    def facility(self, info: Info) -> Facility | None:
+        return _facility(self._m.facility_id, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def expert(self, info: Info) -> Practitioner | None:
-        return await _practitioner(self._m.expert_id, info)
+    def expert(self, info: Info) -> Practitioner | None:
+        return _practitioner(self._m.expert_id, info)  # type: ignore[no-any-return]
 
     @strawberry.field
     def timeline(self, info: Info) -> list[TimelineEvent]:
@@ -170,32 +166,24 @@ class Consultation:
         return overdue(self._m.status, [p for p, _ in await info.context.loaders.escalations.load(self._m.id)])
 
     @strawberry.field
-    def diagnosis(self) -> str | None:
-        return self._m.diagnosis
-
-    @strawberry.field
-    def treatment_plan(self) -> str | None:
-        return self._m.treatment_plan
-
-    @strawberry.field
-    def cancel_reason(self) -> str | None:
-        return self._m.cancel_reason
-
-    @strawberry.field
     def symptoms(self) -> list[Symptom]:
         return [Symptom.of(d) for d in self._m.symptoms]
 
     @strawberry.field(
         description="Observations attached to the consultation.", permission_classes=can("observation", "read")
     )
-    async def observations(self, info: Info) -> list[Observation]:
-        found = await info.context.loaders.observation.load_many(self._m.observation_ids)
-        return [Observation(_m=o) for o in found if o is not None]
+    def observations(self, info: Info) -> list[Observation]:
+        return then(  # type: ignore[return-value]
+            ready_many(info.context.loaders.observation, self._m.observation_ids),
+            lambda found: [Observation(_m=o) for o in found if o is not None],
+        )
 
     @strawberry.field(permission_classes=can("study", "read"))
-    async def imaging_studies(self, info: Info) -> list[ImagingStudy]:
-        found = await info.context.loaders.study.load_many(self._m.study_ids)
-        return [ImagingStudy(_m=s) for s in found if s is not None]
+    def imaging_studies(self, info: Info) -> list[ImagingStudy]:
+        return then(  # type: ignore[return-value]
+            ready_many(info.context.loaders.study, self._m.study_ids),
+            lambda found: [ImagingStudy(_m=s) for s in found if s is not None],
+        )
 
     @strawberry.field
     async def documents(self, info: Info) -> list[Document]:
@@ -206,34 +194,6 @@ class Consultation:
     async def sources(self, info: Info) -> list[SourceMessage]:
         return await sources_of(self._m.id, info)
 
-    @strawberry.field
-    def scheduled_at(self, info: Info) -> str | None:
-        return iso(self._m.scheduled_at, info)
-
-    @strawberry.field
-    def cancelled_at(self, info: Info) -> str | None:
-        return iso(self._m.cancelled_at, info)
-
-    @strawberry.field
-    def created_at(self, info: Info) -> str | None:
-        return iso(self._m.created_at, info)
-
-    @strawberry.field
-    def submitted_at(self, info: Info) -> str | None:
-        return iso(self._m.submitted_at, info)
-
-    @strawberry.field
-    def assigned_at(self, info: Info) -> str | None:
-        return iso(self._m.assigned_at, info)
-
-    @strawberry.field
-    def started_at(self, info: Info) -> str | None:
-        return iso(self._m.started_at, info)
-
-    @strawberry.field
-    def completed_at(self, info: Info) -> str | None:
-        return iso(self._m.completed_at, info)
-
 
 @strawberry.type
 class Viewer:
@@ -242,8 +202,8 @@ class Viewer:
     facility: str | None
 
     @strawberry.field
-    async def practitioner(self, info: Info) -> Practitioner | None:
-        return await _practitioner(str(self.id), info)
+    def practitioner(self, info: Info) -> Practitioner | None:
+        return _practitioner(str(self.id), info)  # type: ignore[no-any-return]
 
     @strawberry.field
     async def patient(self, info: Info) -> Patient | None:

@@ -34,6 +34,7 @@ from huizhen.graphql.journal import Channel, Message
 from huizhen.graphql.matching import MatchingQuery
 from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
+from huizhen.graphql.prefetch import connection_nodes, consultation_relations, patient_page_relations
 from huizhen.graphql.records import Consultation, Patient, Viewer
 from huizhen.graphql.security import SecurityMutation, SecurityQuery, SecuritySubscription
 from huizhen.graphql.services import LearningFlag, ServicesMutation, ServicesQuery
@@ -92,6 +93,7 @@ class BaseQuery:
             page = await repo.patients.search(
                 search=search, identifier=identifier, first=first, after=after, visible=visible
             )
+            await patient_page_relations(info, repo, [p for p, _ in page.items])
         for p, _ in page.items:
             read(info, "Patient", p.id)
         return connection(page, Patient)  # type: ignore[arg-type]
@@ -131,7 +133,9 @@ class BaseQuery:
                 first=first,
                 after=after,
                 visible=visible,
+                timelines="timeline" in connection_nodes(info),  # the work-list rarely shows one
             )
+            await consultation_relations(info, repo, [c for c, _ in page.items])
         for c, _ in page.items:
             read(info, "Consultation", c.id)
         return connection(page, Consultation)  # type: ignore[arg-type]
@@ -296,6 +300,10 @@ def build_schema(
         guards.append(lambda: PersistedQueryCheck(persisted))
     if not introspection:
         guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    # each limiter builds a new rule class when constructed; built per request they made every
+    # validation a cache miss (measured: a tenth of a work-list page's CPU)
+    limits = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
+              *MaxAliasesLimiter(max_alias_count=30).validation_rules]
     return _Schema(
         query=Query,
         mutation=merge_types(
@@ -308,8 +316,8 @@ def build_schema(
             AuditFlush,
             OperationMetrics,
             *guards,
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
+            # the same rule classes for every request: ValidationCache keys on them
+            lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=4000),
             # a front end sends the same few documents again and again: validate each once (no
             # ParserCache: its syntax errors escape the hooks that give every error a code)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from huizhen.graphql.context import Context
+from huizhen.graphql.context import DISPLAY_TZ, Context, ready, then
 from huizhen.integration import model as m
 from huizhen.integration.paging import Page
 
@@ -55,6 +55,15 @@ class MessageStatus(enum.Enum):
 Info = strawberry.Info[Context, None]
 
 
+def local_iso(value: datetime | date | None) -> str | None:
+    """A time in the server's time zone (``Context`` sets it for the request), a date as it is."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(DISPLAY_TZ.get()).isoformat()
+    return value.isoformat()
+
+
 def iso(value: datetime | date | None, info: Info) -> str | None:
     if value is None:
         return None
@@ -83,81 +92,56 @@ class HumanName:
 @strawberry.type
 class Facility:
     _m: strawberry.Private[m.Facility]
+    id: strawberry.ID
+    code: str
+    name: str
+    level: FacilityLevel
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def code(self) -> str:
-        return self._m.code
-
-    @strawberry.field
-    def name(self) -> str:
-        return self._m.name
-
-    @strawberry.field
-    def level(self) -> FacilityLevel:
-        return FacilityLevel(self._m.level.value)
+    def __init__(self, _m: m.Facility) -> None:
+        self._m = _m
+        self.id, self.code, self.name = strawberry.ID(_m.id), _m.code, _m.name
+        self.level = FacilityLevel(_m.level.value)
 
 
-async def _facility(facility_id: str | None, info: Info) -> Facility | None:
+def _facility(facility_id: str | None, info: Info) -> Any:
+    """The facility, at once when the request holds it, else an awaitable (see ``context.ready``)."""
     if not facility_id:
         return None
-    f = await info.context.loaders.facility.load(facility_id)
-    return Facility(_m=f) if f else None
+    return then(ready(info.context.loaders.facility, facility_id), lambda f: Facility(_m=f) if f else None)
 
 
 @strawberry.type
 class Practitioner:
     _m: strawberry.Private[m.Practitioner]
+    id: strawberry.ID
+    name: HumanName
+    title: str | None
+    department: str | None
+    specialties: list[str]
+    expertise: list[str]
+    years_experience: int | None
+    online: bool
+    avg_response_minutes: float | None
+
+    def __init__(self, _m: m.Practitioner) -> None:
+        self._m = _m
+        self.id, self.name = strawberry.ID(_m.id), HumanName.of(_m.name)
+        self.title = _m.title.value if _m.title else None
+        self.department = _m.department
+        self.specialties, self.expertise = list(_m.specialties), list(_m.expertise)
+        self.years_experience, self.online, self.avg_response_minutes = (
+            _m.years_experience, _m.online, _m.avg_response_minutes
+        )
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def name(self) -> HumanName:
-        return HumanName.of(self._m.name)
-
-    @strawberry.field
-    def title(self) -> str | None:
-        return self._m.title.value if self._m.title else None
-
-    @strawberry.field
-    def department(self) -> str | None:
-        return self._m.department
-
-    @strawberry.field
-    async def facility(self, info: Info) -> Facility | None:
-        return await _facility(self._m.facility_id, info)
-
-    @strawberry.field
-    def specialties(self) -> list[str]:
-        return list(self._m.specialties)
-
-    @strawberry.field
-    def expertise(self) -> list[str]:
-        return list(self._m.expertise)
-
-    @strawberry.field
-    def years_experience(self) -> int | None:
-        return self._m.years_experience
-
-    @strawberry.field
-    def online(self) -> bool:
-        return self._m.online
-
-    @strawberry.field
-    def avg_response_minutes(self) -> float | None:
-        return self._m.avg_response_minutes
+    def facility(self, info: Info) -> Facility | None:
+        return _facility(self._m.facility_id, info)  # type: ignore[no-any-return]
 
 
-async def _practitioner(pid: str | None, info: Info) -> Practitioner | None:
+def _practitioner(pid: str | None, info: Info) -> Any:
     if not pid:
         return None
-    p = await info.context.loaders.practitioner.load(pid)
-    return Practitioner(_m=p) if p else None
+    return then(ready(info.context.loaders.practitioner, pid), lambda p: Practitioner(_m=p) if p else None)
 
 
 @strawberry.type
@@ -205,51 +189,30 @@ async def sources_of(entity_id: str, info: Info) -> list[SourceMessage]:
 @strawberry.type
 class Observation:
     _m: strawberry.Private[m.Observation]
+    id: strawberry.ID
+    code: str
+    system: str | None
+    display: str | None
+    value: str | None
+    unit: str | None
+    interpretation: str | None
+    effective_at: str | None
+    status: str
+    reference_range: str | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def code(self) -> str:
-        return self._m.code.code
-
-    @strawberry.field
-    def system(self) -> str | None:
-        return self._m.code.system
-
-    @strawberry.field
-    def display(self) -> str | None:
-        return self._m.code.display
-
-    @strawberry.field
-    def value(self) -> str | None:
-        return self._m.display_value
-
-    @strawberry.field
-    def unit(self) -> str | None:
-        return self._m.unit
-
-    @strawberry.field
-    def interpretation(self) -> str | None:
-        return self._m.interpretation
-
-    @strawberry.field
-    def effective_at(self, info: Info) -> str | None:
-        return iso(self._m.effective_at, info)
-
-    @strawberry.field
-    def status(self) -> str:
-        return self._m.status
-
-    @strawberry.field
-    def reference_range(self) -> str | None:
-        r = self._m.reference_range
+    def __init__(self, _m: m.Observation) -> None:
+        self._m = _m
+        self.id = strawberry.ID(_m.id)
+        self.code, self.system, self.display = _m.code.code, _m.code.system, _m.code.display
+        self.value, self.unit, self.interpretation = _m.display_value, _m.unit, _m.interpretation
+        self.effective_at, self.status = local_iso(_m.effective_at), _m.status
+        r = _m.reference_range
         if r is None:
-            return None
-        if r.text:
-            return r.text
-        return f"{r.low if r.low is not None else ''}-{r.high if r.high is not None else ''}"
+            self.reference_range = None
+        elif r.text:
+            self.reference_range = r.text
+        else:
+            self.reference_range = f"{r.low if r.low is not None else ''}-{r.high if r.high is not None else ''}"
 
     @strawberry.field(description="The journaled messages that created or changed this observation.")
     async def sources(self, info: Info) -> list[SourceMessage]:
@@ -259,38 +222,22 @@ class Observation:
 @strawberry.type
 class ImagingStudy:
     _m: strawberry.Private[m.ImagingStudy]
+    id: strawberry.ID
+    study_instance_uid: str
+    accession_number: str | None
+    modalities: list[str]
+    description: str | None
+    series_count: int
+    instance_count: int
+    started_at: str | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self._m.id)
-
-    @strawberry.field
-    def study_instance_uid(self) -> str:
-        return self._m.study_instance_uid
-
-    @strawberry.field
-    def accession_number(self) -> str | None:
-        return self._m.accession_number
-
-    @strawberry.field
-    def modalities(self) -> list[str]:
-        return self._m.modalities
-
-    @strawberry.field
-    def description(self) -> str | None:
-        return self._m.description
-
-    @strawberry.field
-    def series_count(self) -> int:
-        return self._m.series_count
-
-    @strawberry.field
-    def instance_count(self) -> int:
-        return self._m.instance_count
-
-    @strawberry.field
-    def started_at(self, info: Info) -> str | None:
-        return iso(self._m.started_at, info)
+    def __init__(self, _m: m.ImagingStudy) -> None:
+        self._m = _m
+        self.id, self.study_instance_uid = strawberry.ID(_m.id), _m.study_instance_uid
+        self.accession_number = _m.accession_number
+        self.modalities, self.description = _m.modalities, _m.description
+        self.series_count, self.instance_count = _m.series_count, _m.instance_count
+        self.started_at = local_iso(_m.started_at)
 
     @strawberry.field(description="The journaled messages (DICOM associations, HL7, FHIR) behind this study.")
     async def sources(self, info: Info) -> list[SourceMessage]:

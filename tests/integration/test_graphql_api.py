@@ -90,10 +90,37 @@ async def test_worklist_page_costs_the_same_statements_for_10_and_50(
         assert times == sorted(times, reverse=True) and times[0] == "2026-03-01T22:00:00+08:00"  # the latest 5 of 7
         counts[size] = counter.count
     assert counts[10] == counts[50], counts
-    # measured 23 on SQLite: 6 read transactions (BEGIN each) — consultations (count, page, timeline,
-    # links), patients (+identifiers), experts, studies (+series, instances), attached and latest observations —
+    # measured 18 on SQLite (23 before the read-ahead): one read transaction (BEGIN) for the page (count,
+    # rows, links; no timeline: not selected) and the relations it selects, read ahead (patients
+    # +identifiers, latest observations, experts, studies +series +instances, attached observations),
     # plus the one batched audit write of the request's reads
-    assert counts[50] <= 25, counts
+    assert counts[50] <= 20, counts
+
+
+ROW = """fragment Row on Consultation {
+  id timeline { type }
+  patient { id observations(first: 2) { code effectiveAt } imagingStudies { studyInstanceUid } facility { code } }
+  expert { id } requester { id } facility { code } imagingStudies { studyInstanceUid } observations { id }
+}"""
+
+
+async def test_worklist_read_ahead_answers_as_each_consultation_alone(
+    server: RunningServer, seeded: Seeded, coordinator: GraphQLClient
+) -> None:
+    """The work-list reads its rows' relations ahead (huizhen.graphql.prefetch), through fragments,
+    literal arguments and inline fragments; every row must read exactly as the same consultation
+    asked for on its own, which resolves each relation through the DataLoaders."""
+    listed = await coordinator.execute(
+        "query { consultations(first: 12) { edges { node { ... on Consultation { ...Row } } } } } " + ROW
+    )
+    nodes = [e["node"] for e in listed["consultations"]["edges"]]
+    assert len(nodes) == 12
+    assert all(n["timeline"] for n in nodes)  # selected: the page's timelines are read
+    assert all(len(n["patient"]["observations"]) == 2 for n in nodes)
+    assert any(n["expert"] for n in nodes) and all(n["imagingStudies"] for n in nodes)
+    for node in nodes:
+        alone = await coordinator.execute("query($id: ID!) { consultation(id: $id) { ...Row } } " + ROW, id=node["id"])
+        assert alone["consultation"] == node
 
 
 async def test_worklist_filters_sort_and_stable_cursors(

@@ -95,10 +95,11 @@ class Consultations(RepoBase):
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
         patient_id: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
         sort: WorkListSort = WorkListSort.NEWEST, first: int | None = None, after: str | None = None,
-        visible: ConsultationRows | None = None,
+        visible: ConsultationRows | None = None, timelines: bool = True,
     ) -> Page[Consultation]:
         """Keyset-paged, newest first or most urgent (then newest) first; ``visible`` limits the rows (and the
-        total) to a viewer's."""
+        total) to a viewer's. ``timelines=False`` leaves each ``timeline`` empty, for a caller that
+        shows none (the work-list without a timeline: the events are most of the rows it would read)."""
         c = t.consultations.c
         q = select(t.consultations)
         if visible is not None:
@@ -130,7 +131,7 @@ class Consultations(RepoBase):
             q = q.where(newer)
         order = (rank, c.created_at.desc(), c.id.desc()) if urgent else (c.created_at.desc(), c.id.desc())
         rows = (await self.conn.execute(q.order_by(*order).limit(size + 1))).all()
-        items = await self._hydrate(rows[:size])
+        items = await self._hydrate(rows[:size], timelines=timelines)
 
         def cursor(x: Consultation) -> str:
             key = (x.created_at.isoformat() if x.created_at else "", x.id)
@@ -229,24 +230,25 @@ class Consultations(RepoBase):
         if rows:
             await self.conn.execute(t.consultation_links.insert(), rows)
 
-    async def _hydrate(self, rows: Sequence[Any]) -> list[Consultation]:
+    async def _hydrate(self, rows: Sequence[Any], *, timelines: bool = True) -> list[Consultation]:
         ids = [r.id for r in rows]
-        timelines: dict[str, list[TimelineEvent]] = {i: [] for i in ids}
+        events: dict[str, list[TimelineEvent]] = {i: [] for i in ids}
         links: dict[str, list[Any]] = {i: [] for i in ids}
-        if ids:
+        if ids and timelines:
             for e in await self.conn.execute(
                 select(t.timeline_events)
                 .where(t.timeline_events.c.consultation_id.in_(ids))
                 .order_by(t.timeline_events.c.consultation_id, t.timeline_events.c.seq)
             ):
-                timelines[e.consultation_id].append(
+                events[e.consultation_id].append(
                     TimelineEvent(at=e.at, type=e.type, actor=e.actor, detail=self.keyring.decrypt_text(e.detail_enc))
                 )
+        if ids:
             for link in await self.conn.execute(
                 select(t.consultation_links).where(t.consultation_links.c.consultation_id.in_(ids))
             ):
                 links[link.consultation_id].append(link)
-        return [self._consultation(r._mapping, timelines[r.id], links[r.id]) for r in rows]
+        return [self._consultation(r._mapping, events[r.id], links[r.id]) for r in rows]
 
     def _consultation(self, m: Any, timeline: list[TimelineEvent], links: list[Any]) -> Consultation:
         clinical = self.keyring.decrypt_json(m["clinical_enc"])
