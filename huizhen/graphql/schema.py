@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 
 from huizhen.graphql.access import AccessMutation, AccessQuery
 from huizhen.graphql.errors import ErrorCodes
+from huizhen.graphql.execution import LeanExecutionContext
 from huizhen.graphql.guard import (
     AuditFlush,
     can,
@@ -311,6 +312,7 @@ def build_schema(
         ),
         subscription=merge_types("Subscription", (Subscription, SecuritySubscription)),
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=LeanExecutionContext,
         extensions=[
             ErrorCodes,
             AuditFlush,

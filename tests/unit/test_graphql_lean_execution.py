@@ -1,0 +1,72 @@
+"""The short path for plain scalar fields answers exactly as graphql-core's full path:
+same data, and the same errors (message, path) when a value does not fit its type."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import strawberry
+
+from huizhen.graphql.execution import LeanExecutionContext
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+@strawberry.type
+class Row:
+    name: str
+    nickname: str | None
+    count: int
+    colour: Colour
+
+    @strawberry.field
+    def shout(self) -> str:
+        return self.name.upper()
+
+
+ROWS: list[Any] = []
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def rows(self) -> list[Row | None]:
+        return ROWS
+
+
+QUERY = "{ rows { name nickname count colour shout } }"
+
+
+def both(rows: list[Any]) -> tuple[Any, Any]:
+    ROWS[:] = rows
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext).execute_sync(QUERY)
+    full = strawberry.Schema(query=Query).execute_sync(QUERY)
+    return lean, full
+
+
+def errors(result: Any) -> list[tuple[str, list[Any]]]:
+    return [(e.message, e.path) for e in result.errors or []]
+
+
+def test_plain_fields_answer_as_the_full_path() -> None:
+    lean, full = both([Row(name="张三", nickname=None, count=3, colour=Colour.GREEN)])
+    assert lean.data == full.data == {
+        "rows": [{"name": "张三", "nickname": None, "count": 3, "colour": "GREEN", "shout": "张三"}]
+    }
+    assert lean.errors is None
+
+
+def test_null_in_a_non_null_field_is_graphql_cores_error() -> None:
+    lean, full = both([Row(name=None, nickname="x", count=1, colour=Colour.RED)])  # type: ignore[arg-type]
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["rows", 0, "name"]
+    assert lean.data == full.data == {"rows": [None]}
+
+
+def test_a_value_its_scalar_refuses_is_graphql_cores_error() -> None:
+    lean, full = both([Row(name="a", nickname=None, count="many", colour=Colour.RED)])  # type: ignore[arg-type]
+    assert errors(lean) == errors(full) and "Int cannot represent" in errors(lean)[0][0]
