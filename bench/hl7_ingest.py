@@ -11,7 +11,8 @@ production. In the same run, the bare MLLP endpoint of bench/mllp_bare.py
                                [--mllp-workers 1 2]
 
 ``--mllp-workers`` runs each back end once per value (``HUIZHEN_MLLP_WORKERS``:
-server processes behind the one MLLP port). Besides messages/s, each level
+server processes behind the one MLLP port); without it, each runs with the
+server's default (1 on SQLite, 2 on PostgreSQL with a second core). Besides messages/s, each level
 reports the server's CPU time per message and the cores it got (all its
 processes, from /proc): on a shared machine the rate follows the CPU the
 scheduler grants, the CPU per message does not.
@@ -75,10 +76,14 @@ def oru(tag: str, patient: str) -> bytes:
     ).encode()
 
 
-def start_mllp_server(workdir: Path, database_url: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
-    """The server with its MLLP listener; returns the process and the MLLP port."""
+def start_mllp_server(
+    workdir: Path, database_url: str | None, workers: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The server with its MLLP listener (``workers``: None for the server's default); returns
+    the process and the MLLP port."""
     mllp = free_port()
-    proc, _ = start_server(workdir, database_url, mllp_port=str(mllp), mllp_workers=str(workers))
+    settings = {"mllp_port": str(mllp)} | ({"mllp_workers": str(workers)} if workers else {})
+    proc, _ = start_server(workdir, database_url, **settings)
     return proc, mllp
 
 
@@ -157,7 +162,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--postgres", default=None)
-    ap.add_argument("--mllp-workers", type=int, nargs="+", default=[1])
+    ap.add_argument("--mllp-workers", type=int, nargs="+", default=[None])
     args = ap.parse_args()
     results: dict[str, Any] = {}
     targets: dict[str, str | None] = {"sqlite": None}
@@ -169,7 +174,7 @@ def main() -> None:
         targets["postgresql"] = make_url(args.postgres).set(database=pg_name).render_as_string(False)
     try:
         for (backend, url), workers in itertools.product(targets.items(), args.mllp_workers):
-            name = backend if workers == 1 else f"{backend}_{workers}_workers"
+            name = backend if workers is None else f"{backend}_{workers}_workers"
             if url and workers != args.mllp_workers[0]:  # a fresh database for each run
                 pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
                 pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')

@@ -37,6 +37,7 @@ async def running_server(data_dir: Path, database_url: str, **overrides: Any) ->
     port = free_port()
     overrides.setdefault("mllp_port", free_port())
     overrides.setdefault("dicom_port", 0)
+    overrides.setdefault("mllp_workers", 1)  # one process on either back end, unless a test asks for more
     settings = Settings(data_dir=data_dir, database_url=database_url, http_port=port, **overrides)
     services = await create_services(settings)
     config = uvicorn.Config(build_app(services), host="127.0.0.1", port=port, log_config=None, lifespan="on")

@@ -48,6 +48,8 @@ from huizhen.integration.errors import ConfigurationError, HuizhenError
 
 _VERSION = 1
 KEYS_FILE = "keys.json"
+# json.dumps with options builds an encoder per call; one encoder, the same text (a PHI value per observation)
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class DecryptionError(HuizhenError):
@@ -109,7 +111,7 @@ class KeyRing:
         return None if blob is None else self.decrypt(blob).decode("utf-8")
 
     def encrypt_json(self, value: Any) -> bytes:
-        return self.encrypt(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+        return self.encrypt(_JSON.encode(value).encode("utf-8"))
 
     def decrypt_json(self, blob: bytes) -> Any:
         return json.loads(self.decrypt(blob))

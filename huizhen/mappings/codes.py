@@ -22,6 +22,7 @@ T = TypeVar("T")
 LOINC = "http://loinc.org"
 Row = dict[str, str]
 _WHERE = "__where__"  # file:line of a row, for error messages
+_MAX_REMEMBERED = 10_000  # lookups a table keeps the answer of; more are looked up again
 
 
 class ScopedTable(Generic[T]):
@@ -68,9 +69,23 @@ class LabCodes:
 
     def __init__(self, rows: Iterable[tuple[str, str, str, Coding]] = ()) -> None:
         self._table = ScopedTable((f, _lab_key(s, c), v) for f, s, c, v in rows)
+        # answers by (facility, system, code): a lab sends the same few hundred codes all day,
+        # ten or more per ORU^R01. Kept with the table, so a reloaded table starts afresh.
+        self._found: dict[tuple[str | None, str | None, str], Coding | None] = {}
 
     def get(self, facility: str | None, system: str | None, code: str) -> Coding | None:
-        return self._table.get(facility, _lab_key(system or "", code)) or self._table.get(facility, _lab_key("", code))
+        key = (facility, system, code)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        found = self._table.get(facility, _lab_key(system or "", code)) or self._table.get(
+            facility, _lab_key("", code)
+        )
+        if len(self._found) >= _MAX_REMEMBERED:
+            self._found.clear()
+        self._found[key] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,8 @@ class Instance:
 @pytest.fixture
 def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Instance]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
-    env.update(HUIZHEN_HTTP_PORT=str(free_port()), HUIZHEN_MLLP_PORT=str(free_port()), HUIZHEN_DICOM_PORT="0")
+    env.update(HUIZHEN_HTTP_PORT=str(free_port()), HUIZHEN_MLLP_PORT=str(free_port()), HUIZHEN_DICOM_PORT="0",
+               HUIZHEN_MLLP_WORKERS="1")  # one process on either back end, unless a test asks for more
     backend = getattr(request, "param", "sqlite")
     if backend == "postgresql":
         env["HUIZHEN_DATABASE_URL"] = request.getfixturevalue("postgres_databases").new()

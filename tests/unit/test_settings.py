@@ -1,9 +1,10 @@
+import os
 from pathlib import Path
 
 import pytest
 
 from huizhen.integration.errors import ConfigurationError
-from huizhen.settings import Environment, load_settings
+from huizhen.settings import POSTGRES_MLLP_WORKERS, Environment, load_settings
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -106,3 +107,12 @@ def test_secret_settings_are_never_echoed() -> None:
 def test_peer_and_oidc_settings_validated(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         load_settings(None, env)
+
+
+def test_mllp_workers_default_follows_the_back_end(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[huizhen]\n")
+    pg = {"HUIZHEN_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/test"}
+    assert load_settings(cfg, environ={}).mllp_workers == 1  # SQLite: one writer, one process
+    expected = POSTGRES_MLLP_WORKERS if (os.cpu_count() or 1) > 1 else 1  # a second process needs a second core
+    assert load_settings(cfg, environ=pg).mllp_workers == expected
+    assert load_settings(cfg, environ={**pg, "HUIZHEN_MLLP_WORKERS": "1"}).mllp_workers == 1  # said: kept

@@ -66,9 +66,19 @@ class Clinical(RepoBase):
             location=m["location"], attending_id=m["attending_id"], start=m["start"], end=m["end"],
         )
 
-    async def add_observations(self, observations: Sequence[Observation]) -> None:
+    async def add_observations(
+        self, observations: Sequence[Observation], *, patient_id: str | None = None,
+        consultation_id: str | None = None,
+    ) -> None:
+        """Insert ``observations``; ``patient_id`` and ``consultation_id``, when given, are stored
+        in place of theirs (the ingest path resolves them per message and leaves the mapped ones as they are)."""
         if observations:
-            await self.run_many(_INSERT_OBSERVATION, [self._obs_values(o) for o in observations])
+            rows = [self._obs_values(o) for o in observations]
+            if patient_id is not None or consultation_id is not None:
+                for row in rows:
+                    row["patient_id"] = patient_id or row["patient_id"]
+                    row["consultation_id"] = consultation_id or row["consultation_id"]
+            await self.run_many(_INSERT_OBSERVATION, rows)
 
     async def observations_for_patients(
         self, patient_ids: Sequence[str], *, latest: int | None = None

@@ -102,7 +102,8 @@ class Patients(RepoBase):
         appended_only = (
             p.identifiers[:known] == before.identifiers
             and len(added) == len(p.identifiers) - known
-            and not added.keys() & self._identifier_keys(before.identifiers).keys()
+            # nothing added (a result for a known patient): no blind index of the known ones to compute
+            and not (added and added.keys() & self._identifier_keys(before.identifiers).keys())
         )
         if not appended_only:  # identifiers dropped, reordered or re-cased: rewrite them all
             return await self.save(p)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import re
-import uuid
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from huizhen.integration.model import new_id
 
 from .charset import encode
 from .delimiters import Delimiters
@@ -86,7 +88,7 @@ def build_ack(
     d = header.delimiters
     version = version_tuple(header.version)
     segments = [
-        _msh(header, control_id or uuid.uuid4().hex[:20], timestamp or datetime.now().astimezone()),
+        _msh(header, control_id or new_id()[:20], _timestamp(timestamp)),
         _msa(header, code, errors, version),
         *_errs(d, errors, version),
     ]
@@ -117,7 +119,21 @@ def split_acks(answer: bytes) -> list[bytes]:
     return [part for part in _NEXT_MESSAGE.split(answer) if part]
 
 
-def _msh(header: MessageHeader, control_id: str, timestamp: datetime) -> str:
+_clock: tuple[int, str] = (-1, "")  # the last second an ACK was stamped with, and its text
+
+
+def _timestamp(at: datetime | None) -> str:
+    """MSH-7: ``at``, or now in local time (formatted once a second: every ACK is stamped)."""
+    global _clock
+    if at is not None:
+        return at.strftime("%Y%m%d%H%M%S%z")
+    second = int(time.time())
+    if _clock[0] != second:
+        _clock = (second, datetime.fromtimestamp(second).astimezone().strftime("%Y%m%d%H%M%S%z"))
+    return _clock[1]
+
+
+def _msh(header: MessageHeader, control_id: str, timestamp: str) -> str:
     d = header.delimiters
     version = version_tuple(header.version)
     trigger = d.escape_text(header.trigger_event)
@@ -132,7 +148,7 @@ def _msh(header: MessageHeader, control_id: str, timestamp: datetime) -> str:
         4: header.raw(6),
         5: header.raw(3),
         6: header.raw(4),
-        7: timestamp.strftime("%Y%m%d%H%M%S%z"),
+        7: timestamp,
         9: message_type,
         10: d.escape_text(control_id),
         11: header.raw(11),

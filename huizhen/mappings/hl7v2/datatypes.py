@@ -39,6 +39,7 @@ _DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}
 _DATE = re.compile(r"(\d{4})(\d{2})?(\d{2})?")
 
 
+@functools.lru_cache(maxsize=512)  # a few names (LN, L, I10, 99xxx) on every OBX-3, OBX-5, DG1-3
 def coding_system(name: str) -> str | None:
     """A CWE-3 coding system name as a URI where it is a standard one."""
     if not name:

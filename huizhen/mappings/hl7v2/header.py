@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .charset import codec_for, declared_charsets
 from .delimiters import Delimiters
@@ -30,17 +30,23 @@ class MessageHeader:
     delimiters: Delimiters
     fields: tuple[str, ...]  # wire text; fields[n] is MSH-n (fields[1] is MSH-1)
     codec: str = "utf-8"  # how the message was decoded; the ACK is encoded alike
+    # values already read: the engine, the mapping and the ACK read the same few
+    # (sender, control id, type) some two dozen times per message
+    _values: dict[tuple[int, int], str] = field(default_factory=dict, compare=False, repr=False)
 
     def raw(self, number: int) -> str:
         return self.fields[number] if number < len(self.fields) else ""
 
     def value(self, number: int, component: int = 1) -> str:
         """First repetition's component, unescaped and stripped."""
-        d = self.delimiters
-        first = self.raw(number).split(d.repetition, 1)[0]
-        parts = first.split(d.component)
-        part = parts[component - 1] if component <= len(parts) else ""
-        return d.unescape(part.split(d.subcomponent, 1)[0], self.codec).strip()
+        found = self._values.get((number, component))
+        if found is None:
+            d = self.delimiters
+            first = self.raw(number).split(d.repetition, 1)[0]
+            parts = first.split(d.component)
+            part = parts[component - 1] if component <= len(parts) else ""
+            found = self._values[(number, component)] = d.unescape(part.split(d.subcomponent, 1)[0], self.codec).strip()
+        return found
 
     def _hd(self, number: int) -> str:
         return self.value(number, 1) or self.value(number, 2)

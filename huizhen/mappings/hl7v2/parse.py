@@ -52,6 +52,14 @@ class Composite:
         # most values hold no escape: skip the call (this is the innermost loop of every mapping)
         return (d.unescape(value, self._codec) if d.escape in value else value).strip()
 
+    def single(self) -> str | None:
+        """The repetition's one value as sent, when it holds one without escapes (else ``None``):
+        a key under which readers of plain values may remember what they made of it."""
+        parts = self._parts
+        if len(parts) == 1 and len(parts[0]) == 1 and self._delimiters.escape not in parts[0][0]:
+            return parts[0][0]
+        return None
+
     def subcomponents(self, component: int = 1) -> list[str]:
         count = len(self._parts[component - 1]) if component <= len(self._parts) else 0
         return [self.get(component, n) for n in range(1, count + 1)]

@@ -65,19 +65,37 @@ def reference_range(rep: Composite) -> ReferenceRange | None:
     """``3.5-5.5``, ``0 to 2``, ``3.5–5.5 mg/dL``, ``<5``, ``>=10``, or ``3.5&5.5``."""
     if not rep:
         return None
+    plain = rep.single()
+    if plain is None:
+        return ReferenceRange(*_range(rep))
+    # a lab repeats its ranges on every result: each one is read once
+    found = _RANGES.get(plain)
+    if found is None:
+        if len(_RANGES) >= _MAX_RANGES:
+            _RANGES.clear()
+        found = _RANGES[plain] = _range(rep)
+    return ReferenceRange(*found)  # a fresh object each time: ReferenceRange is mutable
+
+
+Range = tuple[Decimal | None, Decimal | None, str | None]  # low, high, text
+_RANGES: dict[str, Range] = {}
+_MAX_RANGES = 4096
+
+
+def _range(rep: Composite) -> Range:
     parts = [p for p in rep.subcomponents(1) if p]
     if len(parts) == 2 and all(_decimal(p) is not None for p in parts):
-        return ReferenceRange(_decimal(parts[0]), _decimal(parts[1]), f"{parts[0]}-{parts[1]}")
+        return _decimal(parts[0]), _decimal(parts[1]), f"{parts[0]}-{parts[1]}"
     text = rep.text()
     interval = _INTERVAL.match(text)
     if interval:
-        return ReferenceRange(_decimal(interval.group(1)), _decimal(interval.group(2)), text)
+        return _decimal(interval.group(1)), _decimal(interval.group(2)), text
     bound = _BOUND.match(text)
     if bound:
         limit = _decimal(bound.group(2))
         upper = bound.group(1) in _UPPER
-        return ReferenceRange(None if upper else limit, limit if upper else None, text)
-    return ReferenceRange(text=text)
+        return (None if upper else limit), (limit if upper else None), text
+    return None, None, text
 
 
 def _decimal(text: str) -> Decimal | None:
