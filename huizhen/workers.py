@@ -156,7 +156,11 @@ class Workers:
             if not ready.done():
                 ready.set_result(True)
 
+        async def on_metrics(_: dict[str, Any]) -> str:
+            return (await self.metrics()).decode()
+
         link.handlers["ready"] = on_ready
+        link.handlers["ask:metrics"] = on_metrics  # /metrics answered by the child
         if isinstance(self.services.bus, HubBus):
             self.services.bus.attach(link)
         await link.send(frame("hello", number=role.number, mllp=role.mllp, http=role.http,
