@@ -171,16 +171,16 @@ async def fanout(base: str, token: str, subscribers: int, probes: list[str], mea
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its child processes (the HTTP workers), from /proc."""
+def cpu_seconds(pid: int) -> list[float]:
+    """utime + stime of ``pid`` and of each of its child processes (the HTTP workers), from /proc."""
     pids = [pid]
     for task in os.listdir(f"/proc/{pid}/task"):
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    ticks = 0
+    out = []
     for p in pids:
         fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime
+    return out
 
 
 def serve(data: Path, url: str, port: int, http_workers: int) -> subprocess.Popen[bytes]:
@@ -251,8 +251,9 @@ def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str,
             if not args.skip_worklist:
                 cpu0 = cpu_seconds(proc.pid)
                 load = asyncio.run(worklist(base, viewer, args.clients, args.requests))
-                cpu = cpu_seconds(proc.pid) - cpu0
-                load.update(server_cpu_s=round(cpu, 2),
+                by_process = [round(b - a, 2) for a, b in zip(cpu0, cpu_seconds(proc.pid), strict=True)]
+                cpu = sum(by_process)
+                load.update(server_cpu_s=round(cpu, 2), server_cpu_s_by_process=by_process,
                             server_cpu_ms_per_request=round(cpu * 1000 / load["requests"], 1))
             # both PENDING and naming no expert: assignExpert takes the best match
             probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones

@@ -126,12 +126,13 @@ class Workers:
         self._channels_sent: dict[str, dict[str, Any]] = {}
 
     async def start(self) -> None:
-        try:
-            for role in roles(self.settings):
-                self._children.append(await self._spawn(role))
-        except BaseException:
+        # started together: each child's start-up (imports, schema, policy) is seconds of CPU
+        started = await asyncio.gather(*(self._spawn(role) for role in roles(self.settings)), return_exceptions=True)
+        self._children = [c for c in started if isinstance(c, _Child)]
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed:
             await self.stop()
-            raise
+            raise failed[0]
         self._pusher = asyncio.create_task(self._push_channels(), name="worker-channels")
         self.services.metrics.gather = self.metrics
         log.info("worker processes started", extra={
