@@ -76,14 +76,14 @@ async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[
             services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
-        if roles(settings):
-            # the children see what this process resolved: the bound ports, the folders
-            child = settings.model_copy(update={
-                "mllp_port": ports.get("mllp", 0), "http_port": http_port if settings.http_workers > 1 else 0,
-                "data_dir": settings.data_dir.resolve(), "mappings_dir": settings.resolved_mappings_dir.resolve(),
-                "rbac_dir": settings.resolved_rbac_dir.resolve(),
-                "coverage_rules_file": settings.resolved_coverage_rules_file.resolve(),
-            })
+        # the children see what this process resolved: the bound ports, the folders
+        child = settings.model_copy(update={
+            "mllp_port": ports.get("mllp", 0), "http_port": http_port if settings.http_workers > 1 else 0,
+            "data_dir": settings.data_dir.resolve(), "mappings_dir": settings.resolved_mappings_dir.resolve(),
+            "rbac_dir": settings.resolved_rbac_dir.resolve(),
+            "coverage_rules_file": settings.resolved_coverage_rules_file.resolve(),
+        })
+        if roles(child):
             pool = Workers(child, services)
             await pool.start()
             stack.push_async_callback(pool.stop)
