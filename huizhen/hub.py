@@ -59,6 +59,7 @@ class Link:
         self._asked: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._asks: set[asyncio.Task[None]] = set()
+        self._ended = False  # the other end closed: a question would wait for nothing
 
     @classmethod
     async def open(cls, sock: Any, name: str) -> Link:
@@ -67,7 +68,7 @@ class Link:
 
     @property
     def closed(self) -> bool:
-        return self.writer.is_closing()
+        return self._ended or self.writer.is_closing()
 
     def write(self, line: bytes) -> None:
         if not self.writer.is_closing():
@@ -79,6 +80,8 @@ class Link:
             await self.writer.drain()
 
     async def ask(self, question: str, timeout_s: float = _ASK_TIMEOUT_S) -> Any:
+        if self._ended:
+            raise ConnectionError(f"{self.name}: link closed")
         n = next(self._ids)
         self._asked[n] = answer = asyncio.get_running_loop().create_future()
         try:
@@ -114,6 +117,7 @@ class Link:
         except (ConnectionError, ValueError):  # ValueError: a line over LINE_LIMIT
             log.warning("%s: link lost", self.name, exc_info=True)
         finally:
+            self._ended = True
             for future in self._asked.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"{self.name}: link closed"))

@@ -124,6 +124,7 @@ class Workers:
         self._children: list[_Child] = []
         self._pusher: asyncio.Task[None] | None = None
         self._channels_sent: dict[str, dict[str, Any]] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         # started together: each child's start-up (imports, schema, policy) is seconds of CPU
@@ -180,7 +181,8 @@ class Workers:
 
     async def _read(self, child: _Child) -> None:
         await child.link.run()
-        log.info("worker %d closed its link", child.role.number)
+        if not self._stopping:  # it died: its connections are gone, the others serve on (not restarted)
+            log.error("worker %d (pid %d) ended its link unexpectedly", child.role.number, child.process.pid)
 
     async def _push_channels(self) -> None:
         while True:
@@ -211,6 +213,7 @@ class Workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pusher
         self.services.metrics.gather = None
+        self._stopping = True
         children, self._children = self._children, []
         for child in children:  # EOF: each child stops listening and finishes what it holds
             child.link.writer.close()
