@@ -15,8 +15,12 @@ facilities), start ``huizhen serve`` as a child process, then
 Prints JSON; asserts nothing. Targets (2 cores): work-list p99 < 100 ms,
 fan-out to 1,000 subscribers p99 < 500 ms.
 
+``--http-workers 1 2`` runs the same seeded store (a fresh copy each run) with
+``HUIZHEN_HTTP_WORKERS`` = 1, then 2, back to back; each run reports the
+server's CPU seconds (all its processes) for the work-list, and per request.
+
     python bench/graphql_load.py [--n 10000] [--clients 8] [--requests 400] [--subscribers 1000]
-                                 [--postgres postgresql+asyncpg://…]
+                                 [--http-workers 1 [2 …]] [--postgres postgresql+asyncpg://…]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -42,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the seed the tests use (tests/graphql_seed.py)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from consultation_store import bench_databases  # noqa: E402
+from consultation_store import bench_databases, pg_admin  # noqa: E402
 
 from huizhen.integration import migrate  # noqa: E402
 from huizhen.integration.crypto import load_or_create_keyring  # noqa: E402
@@ -166,10 +171,23 @@ async def fanout(base: str, token: str, subscribers: int, probes: list[str], mea
     }
 
 
-def serve(data: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+def cpu_seconds(pid: int) -> list[float]:
+    """utime + stime of ``pid`` and of each of its child processes (the HTTP workers), from /proc."""
+    pids = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    out = []
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime
+    return out
+
+
+def serve(data: Path, url: str, port: int, http_workers: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUIZHEN_")}
     env.update(HUIZHEN_DATA_DIR=str(data), HUIZHEN_DATABASE_URL=url, HUIZHEN_HTTP_PORT=str(port),
-               HUIZHEN_MLLP_PORT="0", HUIZHEN_DICOM_PORT="0", HUIZHEN_LOG_LEVEL="WARNING")
+               HUIZHEN_MLLP_PORT="0", HUIZHEN_DICOM_PORT="0", HUIZHEN_LOG_LEVEL="WARNING",
+               HUIZHEN_HTTP_WORKERS=str(http_workers))
     log = (data.parent / f"serve-{port}.log").open("ab")
     cmd = [sys.executable, "-m", "huizhen", "serve"]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=data.parent)
@@ -193,27 +211,63 @@ async def seeded(url: str, data: Path, n: int) -> None:
         await store.close()
 
 
-def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def copy_of(url: str, seeded: str, tmp: Path, postgres: str | None) -> str:
+    """A fresh copy of the seeded database (each run mutates what it measures)."""
+    if url.startswith("sqlite"):
+        target = tmp / f"run-{secrets.token_hex(3)}.db"
+        shutil.copyfile(seeded, target)
+        if Path(seeded + "-wal").exists():
+            shutil.copyfile(seeded + "-wal", f"{target}-wal")
+        return f"sqlite+aiosqlite:///{target}"
+    from sqlalchemy.engine import make_url
+
+    name = f"{make_url(url).database}_{secrets.token_hex(3)}"
+    pg_admin(postgres or url, f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"')
+    return make_url(url).set(database=name).render_as_string(False)
+
+
+def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     data = tmp / f"data-{secrets.token_hex(3)}"
     data.mkdir(mode=0o700)
     migrate.upgrade(url)
     t0 = time.perf_counter()
     asyncio.run(seeded(url, data, args.n))
     seed_s = round(time.perf_counter() - t0, 1)
+    seeded_file = str(tmp / "seeded.db")
+    if url.startswith("sqlite"):
+        for suffix in ("", "-wal"):
+            if Path(url.split("///", 1)[1] + suffix).exists():
+                shutil.copyfile(url.split("///", 1)[1] + suffix, seeded_file + suffix)
     tokens = TokenService(load_or_create_signing_key(data), 3600)
     viewer = tokens.issue("coord1", ["coordinator"], "*")
-    port = free_port()
-    proc = serve(data, url, port)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        load = None if args.skip_worklist else asyncio.run(worklist(base, viewer, args.clients, args.requests))
-        # both PENDING and naming no expert: assignExpert takes the best match
-        probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones
-        fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000"))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    return {"consultations": args.n, "seed_s": seed_s, "worklist": load, "fanout": fan}
+    runs = []
+    for workers in args.http_workers:
+        run_url = copy_of(url, seeded_file, tmp, args.postgres)
+        port = free_port()
+        proc = serve(data, run_url, port, workers)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            load = None
+            if not args.skip_worklist:
+                cpu0 = cpu_seconds(proc.pid)
+                load = asyncio.run(worklist(base, viewer, args.clients, args.requests))
+                by_process = [round(b - a, 2) for a, b in zip(cpu0, cpu_seconds(proc.pid), strict=True)]
+                cpu = sum(by_process)
+                load.update(server_cpu_s=round(cpu, 2), server_cpu_s_by_process=by_process,
+                            server_cpu_ms_per_request=round(cpu * 1000 / load["requests"], 1))
+            # both PENDING and naming no expert: assignExpert takes the best match
+            probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones
+            fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000"))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            if not run_url.startswith("sqlite"):
+                from sqlalchemy.engine import make_url
+
+                pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{make_url(run_url).database}" WITH (FORCE)')
+        runs.append({"http_workers": workers, "consultations": args.n, "seed_s": seed_s,
+                     "load_average": os.getloadavg(), "worklist": load, "fanout": fan})
+    return runs
 
 
 def main() -> None:
@@ -223,9 +277,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--skip-worklist", action="store_true")
     ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--http-workers", type=int, nargs="+", default=[1],
+                    help="HUIZHEN_HTTP_WORKERS of the server; several: one run each, on copies of one seed")
     ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
     args = ap.parse_args()
-    results: dict[str, Any] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp, bench_databases(tmp, args.postgres) as targets:
         for backend, url in targets.items():
             results[backend] = run_backend(url, Path(tmp), args)

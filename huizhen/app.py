@@ -42,6 +42,7 @@ from huizhen.adapters.objects import ObjectStore
 from huizhen.adapters.signaling import SignalingHub
 from huizhen.graphql.app import graphql_app
 from huizhen.graphql.http import BodyLimit
+from huizhen.hub import HubBus
 from huizhen.integration import migrate
 from huizhen.integration.casebook import CaseArchiver, chain
 from huizhen.integration.consultations import ConsultationService
@@ -160,17 +161,22 @@ async def open_store(settings: Settings, *, migrate_db: bool = True) -> Store:
     url = settings.resolved_database_url
     if migrate_db:
         await asyncio.to_thread(migrate.upgrade, url)
-    return Store(url, keyring, shared=settings.mllp_workers > 1)
+    return Store(url, keyring, shared=settings.mllp_workers > 1 or settings.http_workers > 1)
 
 
 async def create_services(
     settings: Settings, *, migrate_db: bool = True, bus: EventBus | None = None
 ) -> Services:
-    """``bus``: the event bus to use instead of the one the settings name (an MLLP worker's relay)."""
+    """``bus``: the event bus to use instead of the one the settings name (a worker process's link).
+
+    Without a broker the bus is in-process, and a hub for the worker processes if there are any
+    (:mod:`huizhen.hub`); with no worker it is just the in-process bus.
+    """
     store = await open_store(settings, migrate_db=migrate_db)
     data = settings.data_dir
     signing_key = load_or_create_signing_key(data)
-    bus = bus or await create_bus(settings.broker_url)
+    if bus is None:
+        bus = await create_bus(settings.broker_url) if settings.broker_url else HubBus()
     hl7 = Hl7Codec(
         default_registry(),
         MappingContext(tables=load_code_tables(settings.resolved_mappings_dir), timezone=settings.tz),

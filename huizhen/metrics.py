@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from pynetdicom import evt
 from sqlalchemy import func, select
 
@@ -43,6 +45,8 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self._mllp: _MllpCollector | None = None
+        # with worker processes (huizhen.workers): the exposition of all of them, for /metrics
+        self.gather: Callable[[], Awaitable[bytes]] | None = None
         self.messages = Counter(
             "huizhen_messages", "Inbound messages handled since start, by channel, type and journal status.",
             ["channel", "type", "status"], registry=r,
@@ -172,3 +176,34 @@ class MeteredEngine(InboundEngine):
         if self.metrics is not None:
             self.metrics.reprocessed.labels(result.message.channel, result.message.status.value).inc()
         return result
+
+
+def merge_expositions(texts: Iterable[str]) -> bytes:
+    """Several processes' expositions as one: samples of the same name and labels are added
+    (counters, histograms, gauges of what is open now); a ``_created`` time is the earliest."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+            slots = values.setdefault(family.name, {})
+            earliest = family.name.endswith("_created")
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key in slots:
+                    slots[key] = min(slots[key], sample.value) if earliest else slots[key] + sample.value
+                else:
+                    slots[key] = sample.value
+    for name, merged in families.items():
+        merged.samples = [Sample(n, dict(labels), v) for (n, labels), v in values[name].items()]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(list(families.values())))
+    return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families

@@ -1,4 +1,4 @@
-"""``huizhen serve``: one asyncio process running every enabled listener."""
+"""``huizhen serve``: one asyncio process running every enabled listener (and its worker processes)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,9 +19,9 @@ from huizhen.adapters.mllp import MllpServer
 from huizhen.adapters.mllp_peers import mllp_handler
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
-from huizhen.mllp_workers import MllpWorkers
 from huizhen.ops.mappings import watcher as mappings_watcher
 from huizhen.settings import Settings
+from huizhen.workers import Workers, reuse_port_socket, roles
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +60,33 @@ def mllp_server(services: Services, *, reuse_port: bool = False) -> MllpServer:
 
 
 @contextlib.asynccontextmanager
-async def listeners(services: Services) -> AsyncIterator[dict[str, int]]:
-    """Start the non-HTTP listeners (MLLP…); yields the ports they bound."""
+async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[dict[str, int]]:
+    """Start the non-HTTP listeners (MLLP…) and the worker processes; yields the ports they bound.
+
+    ``http_port``: the port of the HTTP socket this process bound for the HTTP workers.
+    """
     settings = services.settings
     ports: dict[str, int] = {}
     async with contextlib.AsyncExitStack() as stack:
         if settings.mllp_port:
-            workers = settings.mllp_workers
-            mllp = mllp_server(services, reuse_port=workers > 1)
+            mllp = mllp_server(services, reuse_port=settings.mllp_workers > 1)
             await mllp.start()
             services.metrics.watch_mllp(mllp)
             stack.push_async_callback(mllp.stop)
             services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
-            if workers > 1:
-                # the children see what this process resolved: the bound port, the folders
-                child = settings.model_copy(update={"mllp_port": mllp.port, "data_dir": settings.data_dir.resolve(),
-                                                    "mappings_dir": settings.resolved_mappings_dir.resolve()})
-                pool = MllpWorkers(child, services.bus, workers - 1)
-                await pool.start()
-                stack.push_async_callback(pool.stop)
+        # the children see what this process resolved: the bound ports, the folders
+        child = settings.model_copy(update={
+            "mllp_port": ports.get("mllp", 0), "http_port": http_port if settings.http_workers > 1 else 0,
+            "data_dir": settings.data_dir.resolve(), "mappings_dir": settings.resolved_mappings_dir.resolve(),
+            "rbac_dir": settings.resolved_rbac_dir.resolve(),
+            "coverage_rules_file": settings.resolved_coverage_rules_file.resolve(),
+        })
+        if roles(child):
+            pool = Workers(child, services)
+            await pool.start()
+            stack.push_async_callback(pool.stop)
         if settings.dicom_port:
             dicom = DicomListener(settings, services.store, services.bus, ssl_context=tls_context(settings),
                                   authorizer=services.authorizer)
@@ -117,7 +124,10 @@ async def run(settings: Settings) -> None:
         extra={"env": settings.env.value, "database": services.store.dialect,
                "broker": "redis" if settings.broker_url else "in-process", "http_port": settings.http_port},
     )
-    async with listeners(services):
+    # with HTTP workers this process binds the port first (SO_REUSEPORT), and they bind it beside
+    http = reuse_port_socket(settings.host, settings.http_port) if settings.http_port and settings.http_workers > 1 \
+        else None
+    async with listeners(services, http_port=_port_of(http)):
         app = build_app(services) if settings.http_port else None
         # start-up objects (schema, tables, mappings) live forever: keep them out of the
         # collector's full passes, which otherwise pause every listener for ~100 ms. The app is
@@ -139,4 +149,8 @@ async def run(settings: Settings) -> None:
             log_config=None, lifespan="on", proxy_headers=False, server_header=False,
             **http_tls(settings),
         )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[http] if http else None)
+
+
+def _port_of(sock: socket.socket | None) -> int:
+    return int(sock.getsockname()[1]) if sock is not None else 0

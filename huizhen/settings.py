@@ -120,6 +120,8 @@ class Settings(BaseModel):
     # processes serving MLLP on the one port (SO_REUSEPORT): this one plus mllp_workers - 1 children.
     # Unset: 2 on PostgreSQL when the machine has a second core, else 1 (see _default_mllp_workers)
     mllp_workers: int = Field(default=1, ge=1, le=32)
+    # processes serving HTTP (GraphQL, FHIR, DICOMweb, signaling) on the one port, the same way
+    http_workers: int = Field(default=1, ge=1, le=32)
     hl7_processing_id: str | None = None  # P, D or T: refuse (AR) messages of another MSH-11; none: accept any
     mappings_dir: Path | None = None  # code tables (CSV); default: config/mappings beside the config file
     rbac_dir: Path | None = None  # model.conf and the seed policy.csv; default: config/rbac beside the config file
@@ -318,7 +320,8 @@ class Settings(BaseModel):
     signaling_messages_per_second: float = Field(default=50.0, gt=0)  # per socket, token bucket
     signaling_burst: int = Field(default=100, ge=1)
     signaling_auth_timeout_seconds: float = Field(default=10.0, gt=0)  # for the first-message token
-    signaling_presence_wait_ms: int = Field(default=150, ge=0)  # with a broker: wait for other instances' peers
+    # with a broker or HTTP workers: how long a join waits for the other processes' peers
+    signaling_presence_wait_ms: int = Field(default=150, ge=0)
     ice_stun_urls: str | None = None  # stun:host:port[,…]
     turn_urls: str | None = None  # turn:host:3478?transport=udp[,…]; needs turn_secret
     # the coturn static-auth-secret, from HUIZHEN_TURN_SECRET; never in the repository

@@ -59,7 +59,8 @@ class SignalingHub:
     def __init__(self, services: Services) -> None:
         s = services.settings
         self.services = services
-        self.rooms = Rooms(services.bus, presence_wait_s=s.signaling_presence_wait_ms / 1000 if s.broker_url else 0)
+        others = s.broker_url or s.http_workers > 1  # peers of this room may be on another process
+        self.rooms = Rooms(services.bus, presence_wait_s=s.signaling_presence_wait_ms / 1000 if others else 0)
         self.ice = IceConfig(split_urls(s.ice_stun_urls), split_urls(s.turn_urls), s.turn_secret, s.turn_ttl_seconds)
         self.policy = bitrate.Policy(
             bitrate.parse_ladder(s.bitrate_ladder), start=s.bitrate_start_rung,

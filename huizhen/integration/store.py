@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 class Store:
     def __init__(self, url: str, keyring: KeyRing, *, echo: bool = False, shared: bool = False) -> None:
-        """``shared``: other processes write to the same database (``mllp_workers``); on SQLite
+        """``shared``: other processes write to the same database (worker processes); on SQLite
         they take turns by a lock file beside it (:mod:`huizhen.integration.write_lock`)."""
         self.url = url
         self.keyring = keyring

@@ -1,7 +1,7 @@
 """A write lock shared by the processes that serve one SQLite database.
 
 Why: SQLite has one writer. Within a process the store serialises its writers
-with an asyncio lock; with several processes (``mllp_workers``) each would
+with an asyncio lock; with several processes (``mllp_workers``, ``http_workers``) each would
 otherwise meet the others in ``BEGIN IMMEDIATE``, whose busy handler sleeps
 *on the event loop thread* (and in growing steps), so a process waiting to
 write could not even parse its next message. Here the wait happens in a

@@ -87,6 +87,8 @@ def ops_routes(services: Services) -> list[BaseRoute]:
         refused = _scraper(services, request)
         if refused is not None:
             return refused
+        if services.metrics.gather is not None:  # worker processes: the sum over all of them
+            return Response(await services.metrics.gather(), media_type=CONTENT_TYPE)
         await services.metrics.refresh(services.store, services.channels)
         return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
 

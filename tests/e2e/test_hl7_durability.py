@@ -80,7 +80,7 @@ def journal(instance: Instance, token: str) -> list[tuple[str, str]]:
         after = page["pageInfo"]["endCursor"]
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the sender may be served by the child (huizhen.mllp_workers)
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the sender may be served by the child (huizhen.workers)
 @pytest.mark.parametrize("instance", ["sqlite", "postgresql"], indirect=True)
 def test_acked_messages_survive_sigkill_exactly_once(instance: Instance, workers: str) -> None:
     instance.env["HUIZHEN_MLLP_WORKERS"] = workers
