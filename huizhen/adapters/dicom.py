@@ -22,14 +22,23 @@ its logger is enabled for INFO (:mod:`dicom_reactor`).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    AllStoragePresentationContexts,
+    evt,
+)
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event as DicomEvent
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
     PatientRootQueryRetrieveInformationModelFind,
@@ -54,6 +63,7 @@ from huizhen.integration.errors import BadInput
 from huizhen.integration.events import EventBus
 from huizhen.integration.imaging import ImagingIndexer
 from huizhen.integration.store import Store
+from huizhen.mappings.dicom_part10 import file_meta
 from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.rows import PLATFORM
 from huizhen.settings import Settings
@@ -197,7 +207,7 @@ class DicomListener:
         peer = self._peer(event)
         if not self._allowed(peer, "write", "C-STORE"):
             return int(Status.NOT_AUTHORIZED)
-        return int(self._storage.store(event.encoded_dataset(), peer))
+        return int(self._storage.store(_received_bytes(event), peer))
 
     def _on_find(self, event: DicomEvent) -> Iterator[tuple[int, Any]]:
         peer = self._peer(event)
@@ -254,6 +264,17 @@ def _check_root(sop_class_uid: str, identifier: Any) -> None:
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if sop_class_uid == StudyRootQueryRetrieveInformationModelFind and level == "PATIENT":
         raise BadInput("the Study Root information model has no PATIENT level")
+
+
+def _received_bytes(event: DicomEvent) -> bytes:
+    """What ``event.encoded_dataset()`` returns (Part-10: preamble, File Meta Information, the data set
+    as received), with the File Meta Information encoded directly rather than through pydicom."""
+    request = cast(C_STORE, event.request)
+    meta = file_meta(
+        str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
+        PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION,
+    )
+    return meta + cast(io.BytesIO, request.DataSet).getvalue()
 
 
 def _on_connection(event: DicomEvent) -> None:
