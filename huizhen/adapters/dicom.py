@@ -15,8 +15,9 @@ C-GET: ``study read``); a denied one is answered 0x0124 Not Authorized.
 Every socket gets TCP_NODELAY: pynetdicom writes a DIMSE response in small
 pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
 Each accepted association's reactor waits on its socket instead of polling it
-every millisecond, and pynetdicom's per-PDU log handlers stay unbound unless
-its logger is enabled for INFO (:mod:`dicom_reactor`).
+every millisecond, its copy of the supported contexts is cheap, and
+pynetdicom's per-PDU log handlers stay unbound unless its logger is enabled
+for INFO (:mod:`dicom_reactor`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
 from huizhen.adapters.dicom_find_service import QueryService
 from huizhen.adapters.dicom_peers import Peer, PeerPolicy, move_destinations
-from huizhen.adapters.dicom_reactor import quiet_pynetdicom_logs, wake_on_events
+from huizhen.adapters.dicom_reactor import cheaply_copied, quiet_pynetdicom_logs, wake_on_events
 from huizhen.adapters.dicom_retrieve import RetrieveService
 from huizhen.adapters.dicom_status import Status
 from huizhen.adapters.dicom_storage import StorageService
@@ -133,7 +134,7 @@ class DicomListener:
         ae = self._ae = self._application_entity()
         self._server = await asyncio.to_thread(
             ae.start_server, (s.host, self._port), block=False, evt_handlers=self._handlers(),
-            ssl_context=self.ssl_context,
+            ssl_context=self.ssl_context, contexts=cheaply_copied(ae.supported_contexts),
         )
         log.info(
             "DICOM listener started",

@@ -1,4 +1,5 @@
-"""pynetdicom tuning for C-STORE throughput: a DUL reactor that waits on events instead of polling.
+"""pynetdicom tuning for C-STORE throughput: a DUL reactor that waits on events instead of polling,
+and cheap copies of the supported presentation contexts.
 
 pynetdicom 3 runs every association in two threads. Its DUL reactor polls:
 each loop it tries the outgoing queue, checks the socket with a zero-timeout
@@ -16,6 +17,13 @@ it is queued, while an idle association wakes at most every
 :data:`IDLE_WAKE_S` (to see its timers and the stop flag) rather than every
 millisecond. Only instance attributes of that association's objects are
 changed; nothing global.
+
+:func:`cheaply_copied` answers a cost paid once per association: pynetdicom
+deep-copies the server's presentation contexts for every association it
+accepts, and for every storage SOP class times every transfer syntax (170
+contexts, 45 syntaxes) that took ~140 ms of CPU (under the GIL) before the
+first C-STORE could be read. The contexts it returns copy only what an
+association may change (the UIDs are immutable strings and stay shared).
 
 :func:`quiet_pynetdicom_logs` sets the one global, ``_config.LOG_HANDLER_LEVEL``:
 unless the ``pynetdicom`` logger is enabled for INFO, pynetdicom's "standard"
@@ -35,6 +43,7 @@ from typing import Any
 
 from pynetdicom import _config
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket
 
 IDLE_WAKE_S = 0.02  # an idle association's reactor looks at its timers and stop flag this often
@@ -44,6 +53,25 @@ def quiet_pynetdicom_logs() -> None:
     """No per-PDU/per-message log handlers on new associations, unless someone asked for those logs."""
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _config.LOG_HANDLER_LEVEL = "none"
+
+
+class _CheaplyCopied(PresentationContext):
+    """Deep-copied as a plain context whose own state is copied and whose UIDs are shared."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PresentationContext:
+        return _copy(self, PresentationContext)
+
+
+def cheaply_copied(contexts: list[PresentationContext]) -> list[PresentationContext]:
+    """The server's contexts (``start_server(contexts=…)``), copied for each association at little cost."""
+    return [_copy(cx, _CheaplyCopied) for cx in contexts]
+
+
+def _copy(cx: PresentationContext, cls: type[PresentationContext]) -> PresentationContext:
+    new = cls.__new__(cls)
+    new.__dict__.update(cx.__dict__)
+    new._transfer_syntax = list(cx._transfer_syntax)  # the one mutable attribute; UIDs are immutable str
+    return new
 
 
 class _WakingQueue(queue.Queue[Any]):

@@ -12,17 +12,24 @@ import asyncio
 import logging
 import ssl
 import time
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from pynetdicom import AE, _config
-from pynetdicom.presentation import build_context
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from huizhen.adapters.dicom import DicomListener
-from huizhen.adapters.dicom_reactor import IDLE_WAKE_S, _WaitingSocket, _WakingQueue, quiet_pynetdicom_logs
+from huizhen.adapters.dicom_reactor import (
+    IDLE_WAKE_S,
+    _WaitingSocket,
+    _WakingQueue,
+    cheaply_copied,
+    quiet_pynetdicom_logs,
+)
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.store import Store
 from huizhen.settings import Settings
@@ -135,3 +142,16 @@ def test_pynetdicom_per_pdu_log_handlers_are_off_unless_its_logger_is_at_info(
         assert _config.LOG_HANDLER_LEVEL == "standard"
     finally:
         logger.setLevel(level)
+
+
+def test_an_associations_copy_of_the_contexts_is_cheap_plain_and_its_own() -> None:
+    ae = AE()
+    for cx in AllStoragePresentationContexts[:20]:
+        ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=False, scp_role=True)
+    server_contexts = cheaply_copied(ae.supported_contexts)
+    copies = deepcopy(server_contexts)  # what pynetdicom does for each association
+    assert [vars(c) for c in copies] == [vars(c) for c in deepcopy(ae.supported_contexts)]
+    assert all(type(c) is PresentationContext for c in copies)
+    copies[0].result = 0
+    copies[0].add_transfer_syntax("1.2.3.4")
+    assert server_contexts[0].result is None and "1.2.3.4" not in server_contexts[0].transfer_syntax
