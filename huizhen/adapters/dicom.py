@@ -55,7 +55,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
 from huizhen.adapters.dicom_find_service import QueryService
 from huizhen.adapters.dicom_peers import Peer, PeerPolicy, move_destinations
-from huizhen.adapters.dicom_reactor import cheaply_copied, quiet_pynetdicom_logs, wake_on_events
+from huizhen.adapters.dicom_reactor import cheaply_copied, quiet_pynetdicom_logs, wait_for_requests, wake_on_events
 from huizhen.adapters.dicom_retrieve import RetrieveService
 from huizhen.adapters.dicom_status import Status
 from huizhen.adapters.dicom_storage import StorageService
@@ -279,9 +279,10 @@ def _received_bytes(event: DicomEvent) -> bytes:
 
 
 def _on_connection(event: DicomEvent) -> None:
-    """An accepted connection: no Nagle, and a reactor that waits on events rather than polling."""
+    """An accepted connection: no Nagle, and reactors that wait on events rather than polling."""
     _no_delay(event)
     wake_on_events(event.assoc.dul)
+    wait_for_requests(event.assoc)
 
 
 def _no_delay(event: DicomEvent) -> None:

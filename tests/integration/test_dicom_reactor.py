@@ -1,7 +1,8 @@
 """The SCP's pynetdicom tuning (huizhen/adapters/dicom_reactor.py) over real sockets and a real store.
 
 Each accepted association's DUL reactor waits on its socket and a wake-up
-socket instead of polling: these tests check that the conversion happens, and
+socket instead of polling, and its own reactor on its DIMSE message queue:
+these tests check that the conversion happens, and
 that a converted association still does everything a polling one did: serve
 after sitting idle, see its peer abort, release, carry TLS.
 """
@@ -25,6 +26,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from huizhen.adapters.dicom import DicomListener
 from huizhen.adapters.dicom_reactor import (
     IDLE_WAKE_S,
+    _run_reactor,
     _WaitingSocket,
     _WakingQueue,
     cheaply_copied,
@@ -74,6 +76,7 @@ def _session(port: int, running: Running, *, tls: ssl.SSLContext | None = None) 
             "waiting_socket": isinstance(acceptor.dul.socket, _WaitingSocket),
             "waking_queue": isinstance(acceptor.dul.to_provider_queue, _WakingQueue),
             "loop_delay": acceptor.dul._run_loop_delay,
+            "waiting_association": getattr(acceptor._run_reactor, "__func__", None) is _run_reactor,
         }
         time.sleep(IDLE_WAKE_S * 5)  # let the reactor go idle: the next request must wake it
         seen["echo"] = int(assoc.send_c_echo().Status)
@@ -88,7 +91,7 @@ def _session(port: int, running: Running, *, tls: ssl.SSLContext | None = None) 
 async def test_accepted_association_waits_instead_of_polling_and_serves(scp: Running) -> None:
     seen = await asyncio.to_thread(_session, scp.port, scp)
     assert seen == {
-        "waiting_socket": True, "waking_queue": True, "loop_delay": 0,
+        "waiting_socket": True, "waking_queue": True, "loop_delay": 0, "waiting_association": True,
         "echo": 0, "stores": [0, 0, 0], "released": True, "acceptor_gone": True,
     }
 
