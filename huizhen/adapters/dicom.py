@@ -15,21 +15,31 @@ C-GET: ``study read``); a denied one is answered 0x0124 Not Authorized.
 Every socket gets TCP_NODELAY: pynetdicom writes a DIMSE response in small
 pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
 Each accepted association's reactor waits on its socket instead of polling it
-every millisecond, and pynetdicom's per-PDU log handlers stay unbound unless
-its logger is enabled for INFO (:mod:`dicom_reactor`).
+every millisecond, its copy of the supported contexts is cheap, and
+pynetdicom's per-PDU log handlers stay unbound unless its logger is enabled
+for INFO (:mod:`dicom_reactor`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    AllStoragePresentationContexts,
+    evt,
+)
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event as DicomEvent
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
     PatientRootQueryRetrieveInformationModelFind,
@@ -45,7 +55,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
 from huizhen.adapters.dicom_find_service import QueryService
 from huizhen.adapters.dicom_peers import Peer, PeerPolicy, move_destinations
-from huizhen.adapters.dicom_reactor import quiet_pynetdicom_logs, wake_on_events
+from huizhen.adapters.dicom_reactor import cheaply_copied, quiet_pynetdicom_logs, wait_for_requests, wake_on_events
 from huizhen.adapters.dicom_retrieve import RetrieveService
 from huizhen.adapters.dicom_status import Status
 from huizhen.adapters.dicom_storage import StorageService
@@ -54,6 +64,7 @@ from huizhen.integration.errors import BadInput
 from huizhen.integration.events import EventBus
 from huizhen.integration.imaging import ImagingIndexer
 from huizhen.integration.store import Store
+from huizhen.mappings.dicom_part10 import file_meta
 from huizhen.rbac.enforcer import Authorizer
 from huizhen.rbac.rows import PLATFORM
 from huizhen.settings import Settings
@@ -123,7 +134,7 @@ class DicomListener:
         ae = self._ae = self._application_entity()
         self._server = await asyncio.to_thread(
             ae.start_server, (s.host, self._port), block=False, evt_handlers=self._handlers(),
-            ssl_context=self.ssl_context,
+            ssl_context=self.ssl_context, contexts=cheaply_copied(ae.supported_contexts),
         )
         log.info(
             "DICOM listener started",
@@ -197,7 +208,7 @@ class DicomListener:
         peer = self._peer(event)
         if not self._allowed(peer, "write", "C-STORE"):
             return int(Status.NOT_AUTHORIZED)
-        return int(self._storage.store(event.encoded_dataset(), peer))
+        return int(self._storage.store(_received_bytes(event), peer))
 
     def _on_find(self, event: DicomEvent) -> Iterator[tuple[int, Any]]:
         peer = self._peer(event)
@@ -256,10 +267,22 @@ def _check_root(sop_class_uid: str, identifier: Any) -> None:
         raise BadInput("the Study Root information model has no PATIENT level")
 
 
+def _received_bytes(event: DicomEvent) -> bytes:
+    """What ``event.encoded_dataset()`` returns (Part-10: preamble, File Meta Information, the data set
+    as received), with the File Meta Information encoded directly rather than through pydicom."""
+    request = cast(C_STORE, event.request)
+    meta = file_meta(
+        str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
+        PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION,
+    )
+    return meta + cast(io.BytesIO, request.DataSet).getvalue()
+
+
 def _on_connection(event: DicomEvent) -> None:
-    """An accepted connection: no Nagle, and a reactor that waits on events rather than polling."""
+    """An accepted connection: no Nagle, and reactors that wait on events rather than polling."""
     _no_delay(event)
     wake_on_events(event.assoc.dul)
+    wait_for_requests(event.assoc)
 
 
 def _no_delay(event: DicomEvent) -> None:

@@ -2,7 +2,7 @@
 
 Runs in the association's thread. The order is what makes a Success mean
 "kept": the bytes as received (``event.encoded_dataset()``, never decoded
-and re-encoded) are checked by :func:`read_instance`; then, at the same time,
+and re-encoded) are checked by :func:`read_indexed`; then, at the same time,
 this thread writes them atomically to the object store (fsync) while the
 asyncio loop writes the index rows, which commit (group commit, shared with
 the other associations) only once the write has succeeded; only then is
@@ -34,7 +34,7 @@ from huizhen.adapters.objects import InvalidObjectKey, ObjectStore, ObjectWriteE
 from huizhen.integration.errors import BadInput, HuizhenError
 from huizhen.integration.imaging import ImagingIndexer, ReceivedInstance
 from huizhen.mappings.dicom import instance_from_dataset, patient_from_dataset, study_from_dataset
-from huizhen.mappings.dicom_read import read_instance
+from huizhen.mappings.dicom_read import read_indexed
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class StorageService:
         """Take one received instance (Part-10 bytes); never raises."""
         at = self.clock()
         try:
-            ds = read_instance(data)
+            ds = read_indexed(data)
         except BadInput as exc:
             return self._refuse(peer, None, Status.CANNOT_UNDERSTAND, str(exc), at)
         uid = str(ds.SOPInstanceUID)

@@ -13,12 +13,30 @@ Why a directory per SOP Instance UID holding content-addressed files:
   one small directory, before any database is involved;
 * the SHA-256 in the name lets a reader check the bytes it gets back.
 
-Writes are atomic: a temporary file in the target directory, ``fsync``,
-``os.replace`` (which can only ever swap identical bytes, the name being
-their hash), then ``fsync`` of the directory. Calls are synchronous (the SCP
-calls them from pynetdicom's association threads) and thread-safe: a striped
-lock serialises work on one SOP Instance UID. Across processes sharing the
-folder the later writer of a conflicting version still sees the earlier one.
+A write is durable when :meth:`put` returns: the file, its directory entry
+and the entries of any directory made for it are fsynced. How, by case:
+
+* the first content of a SOP Instance UID (nearly every C-STORE) goes
+  straight to its final name in a directory this call has just made; the
+  file's fsync and the fsyncs of the directories run at the same time (a
+  small thread pool), so the disk does one journal commit where a rename
+  would need three in a row (measured: ~1 flush instead of ~3). Readers find
+  objects through the index, whose row is committed only after :meth:`put`
+  returned;
+* any other content (a repeat, a conflicting version, a directory made by
+  another process) is written atomically: a temporary file, ``fsync``,
+  ``os.replace`` (which can only ever swap identical bytes, the name being
+  their hash), then ``fsync`` of the directory.
+
+So a crash can leave a partial file under its final name only from the first
+case, unindexed; a later :meth:`put` of those bytes finds it, sees that it
+does not hold them (size and SHA-256 are checked before an existing file is
+trusted) and writes them again atomically.
+
+Calls are synchronous (the SCP calls them from pynetdicom's association
+threads) and thread-safe: a striped lock serialises work on one SOP Instance
+UID. Across processes sharing the folder the later writer of a conflicting
+version still sees the earlier one.
 
 Errors, all :class:`ObjectStoreError` (a :class:`HuizhenError`)::
 
@@ -37,6 +55,8 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +66,7 @@ _UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 _KEY = re.compile(r"([0-9a-f]{2})/([0-9a-f]{2})/([^/]{1,64})/([0-9a-f]{64})\.dcm")
 _SUFFIX = ".dcm"
 _STRIPES = 64
+_SYNCERS = 8  # threads fsyncing directories while the caller fsyncs the file (shared by every association)
 
 
 class ObjectStoreError(HuizhenError):
@@ -93,6 +114,8 @@ class ObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._syncers: ThreadPoolExecutor | None = None  # made on the first write: readers need none
+        self._syncers_lock = threading.Lock()
 
     def address(self, sop_instance_uid: str, data: bytes) -> tuple[str, str]:
         """The key :meth:`put` stores these bytes under, and their SHA-256, without writing."""
@@ -105,7 +128,7 @@ class ObjectStore:
         digest = digest or hashlib.sha256(data).hexdigest()
         target = directory / f"{digest}{_SUFFIX}"
         with self._lock(sop_instance_uid):
-            created = not target.exists()
+            created = not _holds(target, digest, len(data))
             new_directory = created and self._write(directory, target, data)
             # a directory made for this instance holds nothing else: no listing (one per C-STORE) needed
             others = () if new_directory else tuple(
@@ -164,28 +187,83 @@ class ObjectStore:
                 pass
 
     def _write(self, directory: Path, target: Path, data: bytes) -> bool:
-        """Write ``target`` atomically and durably; whether its directory was created for it."""
-        temp = directory / f".tmp-{uuid.uuid4().hex}"
+        """Write ``target`` durably; whether its directory was made by this call (see the module docstring)."""
         try:
-            new_dirs = _make_dirs(directory)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, target)
-            for synced in {directory, *(d.parent for d in new_dirs)}:
-                _fsync_dir(synced)
-            return directory in new_dirs
+            missing, made = _make_dirs(directory)
+            # every directory found missing gets its entry fsynced, even one another writer made meanwhile
+            entries = {directory, *(d.parent for d in missing)}
+            if directory in made:
+                self._write_fresh(target, data, entries, made)
+            else:
+                self._write_atomic(directory, target, data, entries)
+            return directory in made
         except OSError as exc:
-            _discard(temp)
             raise ObjectWriteError(
                 f"cannot store {target.name} under {directory}: {exc.strerror or exc}",
                 os_errno=exc.errno,
             ) from exc
+
+    def _write_fresh(self, target: Path, data: bytes, entries: set[Path], made: list[Path]) -> None:
+        """Straight to the final name, in a directory nobody else knows yet; one fsync round for all."""
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                _write_all(fd, data)
+                self._fsync(fd, entries)
+            finally:
+                os.close(fd)
+        except OSError:
+            _discard(target)
+            for d in made:  # deepest first; one still holding something stays
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise
+
+    def _write_atomic(self, directory: Path, target: Path, data: bytes, entries: set[Path]) -> None:
+        temp = directory / f".tmp-{uuid.uuid4().hex}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, target)
+            self._fsync(None, entries)
+        except OSError:
+            _discard(temp)
+            raise
+
+    def _fsync(self, fd: int | None, directories: Collection[Path]) -> None:
+        """fsync ``fd`` (else one of the directories) on this thread and the directories on the
+        pool, all at once: the disk serves them with one journal commit. The first error is raised."""
+        pooled = list(directories)
+        own = pooled.pop() if fd is None else None
+        pending = [self._syncer().submit(_fsync_dir, d) for d in pooled]
+        error: OSError | None = None
+        try:
+            if fd is not None:
+                os.fsync(fd)
+            elif own is not None:
+                _fsync_dir(own)
+        except OSError as exc:
+            error = exc
+        for future in pending:
+            failed = future.exception()
+            if failed is not None and not isinstance(failed, OSError):
+                raise failed
+            error = error or failed
+        if error is not None:
+            raise error
+
+    def _syncer(self) -> ThreadPoolExecutor:
+        if self._syncers is None:
+            with self._syncers_lock:
+                if self._syncers is None:
+                    self._syncers = ThreadPoolExecutor(_SYNCERS, thread_name_prefix="objects-fsync")
+        return self._syncers
 
     def _directory(self, sop_instance_uid: str) -> Path:
         if not _UID.fullmatch(sop_instance_uid):
@@ -204,19 +282,40 @@ def _bucket(sop_instance_uid: str) -> str:
     return hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:4]
 
 
-def _make_dirs(directory: Path) -> list[Path]:
-    """Create missing directories; return the ones created (their parents need an fsync)."""
+def _make_dirs(directory: Path) -> tuple[list[Path], list[Path]]:
+    """Create missing directories, deepest last; return the ones found missing and, deepest
+    first, the ones this call made (another thread or process may make one meanwhile)."""
     missing = []
     for d in (directory, *directory.parents):
         if d.is_dir():
             break  # its ancestors exist too
         missing.append(d)
+    made = []
     for d in reversed(missing):
         try:
             d.mkdir()
         except FileExistsError:
-            pass
-    return missing
+            continue
+        made.append(d)
+    return missing, made[::-1]
+
+
+def _holds(path: Path, digest: str, size: int) -> bool:
+    """Whether ``path`` exists with exactly the bytes of this size and SHA-256 (a crash may
+    have cut short a file written straight to its final name)."""
+    try:
+        if path.stat().st_size != size:
+            return False
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == digest
+    except OSError:  # missing, or unreadable: not to be trusted either way
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -44,6 +44,14 @@ from huizhen.mappings.dicom_values import (
 )
 
 _GENDERS = {"M": Gender.MALE, "F": Gender.FEMALE, "O": Gender.OTHER}
+# every top-level attribute the ``*_from_dataset`` functions read: a C-STORE decodes these alone
+HEADER_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
+    "Modality", "TimezoneOffsetFromUTC", "StudyDescription", "SeriesDescription", "PatientName", "PatientID",
+    "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "PatientBirthDate", "PatientSex",
+    "OtherPatientIDsSequence", "BodyPartExamined", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber",
+    "InstanceNumber",
+)
 
 
 def human_name(value: PersonName | str | None) -> HumanName:

@@ -14,29 +14,79 @@ pixel data shorter than Rows × Columns × samples × frames × bits, or
 encapsulated pixel data whose last fragment is incomplete. (A file cut inside an
 encapsulated pixel data sequence also makes pydicom warn "End of file reached
 before delimiter".)
+
+:func:`read_indexed` is the C-STORE's cheaper path to the same checks: the
+structure is checked by a byte scan (:mod:`dicom_part10`) and pydicom decodes
+only the elements the index maps (``HEADER_KEYWORDS``) and those the checks
+need; bytes the scan does not handle go through :func:`read_instance`.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from huizhen.integration.errors import BadInput
+from huizhen.mappings.dicom import HEADER_KEYWORDS
+from huizhen.mappings.dicom_part10 import PIXEL_DATA, Scan, Unscannable, scan
 
 REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _UNDEFINED = 0xFFFFFFFF
+_PIXEL_SHAPE = ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated")
+_INDEXED_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in (*HEADER_KEYWORDS, *_PIXEL_SHAPE))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pixels:
+    """The pixel data facts the checks need, from a parsed dataset or from a scan."""
+
+    present: bool  # any of the pixel data elements
+    pixel_data: bool  # (7FE0,0010) itself
+    length: int | None  # its value length; None when encapsulated
+    fragments_complete: bool = True
 
 
 def read_header(data: bytes) -> Dataset:
     """Parse Part-10 bytes up to the pixel data, for indexing what is already stored."""
     return _parse(io.BytesIO(data), stop_before_pixels=True)
+
+
+def read_indexed(data: bytes) -> Dataset:
+    """Check a received instance as :func:`read_instance` does; the dataset returned holds
+    the File Meta Information, ``HEADER_KEYWORDS`` and the pixel description only."""
+    try:
+        found = scan(data, _INDEXED_TAGS)
+    except Unscannable:
+        return read_instance(data)
+    ds = _header_dataset(data, found)
+    _check(ds, _Pixels(
+        present=found.pixel_tag is not None, pixel_data=found.pixel_tag == PIXEL_DATA, length=found.pixel_length,
+        fragments_complete=found.fragments >= 2,
+    ))
+    return ds
+
+
+def _header_dataset(data: bytes, found: Scan) -> Dataset:
+    """The located elements as a dataset of raw elements: pydicom decodes each on first access."""
+    implicit = found.implicit_vr
+    ds = Dataset({
+        BaseTag(tag): RawDataElement(BaseTag(tag), e.vr, e.length, data[e.value : e.end], e.value, implicit, True)
+        for tag, e in sorted(found.elements.items())
+    })
+    ds.set_original_encoding(implicit, True)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(found.transfer_syntax_uid)
+    return ds
 
 
 def read_instance(data: bytes) -> Dataset:
@@ -52,21 +102,30 @@ def read_instance(data: bytes) -> Dataset:
 
 def validate_instance(ds: Dataset) -> None:
     """Refuse an instance without its UIDs or with pixel data cut short."""
+    pixel_data = "PixelData" in ds
+    encapsulated = pixel_data and ds["PixelData"].is_undefined_length
+    _check(ds, _Pixels(
+        present=any(k in ds for k in _PIXEL_KEYWORDS), pixel_data=pixel_data,
+        length=None if encapsulated or not pixel_data else len(ds.PixelData),
+        fragments_complete=not encapsulated or _fragments_complete(ds.PixelData),
+    ))
+
+
+def _check(ds: Dataset, pixels: _Pixels) -> None:
     missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
     if missing:
         raise BadInput(f"missing {', '.join(missing)}")
-    has_pixels = any(k in ds for k in _PIXEL_KEYWORDS)
-    if not has_pixels and _is_image_class(str(ds.get("SOPClassUID", ""))):
+    if not pixels.present and _is_image_class(str(ds.get("SOPClassUID", ""))):
         raise BadInput("image without pixel data (dataset cut short?)")
-    if "PixelData" not in ds:
+    if not pixels.pixel_data:
         return
-    if ds["PixelData"].is_undefined_length:
-        if not _fragments_complete(ds.PixelData):
+    if pixels.length is None:
+        if not pixels.fragments_complete:
             raise BadInput("encapsulated pixel data truncated")
         return
     expected = _native_pixel_length(ds)
-    if expected is not None and len(ds.PixelData) < expected:
-        raise BadInput(f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes")
+    if expected is not None and pixels.length < expected:
+        raise BadInput(f"pixel data truncated: {pixels.length} of {expected} bytes")
 
 
 def _parse(fp: io.BytesIO, *, stop_before_pixels: bool) -> Dataset:

@@ -1,7 +1,8 @@
 """The SCP's pynetdicom tuning (huizhen/adapters/dicom_reactor.py) over real sockets and a real store.
 
 Each accepted association's DUL reactor waits on its socket and a wake-up
-socket instead of polling: these tests check that the conversion happens, and
+socket instead of polling, and its own reactor on its DIMSE message queue:
+these tests check that the conversion happens, and
 that a converted association still does everything a polling one did: serve
 after sitting idle, see its peer abort, release, carry TLS.
 """
@@ -12,17 +13,25 @@ import asyncio
 import logging
 import ssl
 import time
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from pynetdicom import AE, _config
-from pynetdicom.presentation import build_context
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from huizhen.adapters.dicom import DicomListener
-from huizhen.adapters.dicom_reactor import IDLE_WAKE_S, _WaitingSocket, _WakingQueue, quiet_pynetdicom_logs
+from huizhen.adapters.dicom_reactor import (
+    IDLE_WAKE_S,
+    _run_reactor,
+    _WaitingSocket,
+    _WakingQueue,
+    cheaply_copied,
+    quiet_pynetdicom_logs,
+)
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.store import Store
 from huizhen.settings import Settings
@@ -67,6 +76,7 @@ def _session(port: int, running: Running, *, tls: ssl.SSLContext | None = None) 
             "waiting_socket": isinstance(acceptor.dul.socket, _WaitingSocket),
             "waking_queue": isinstance(acceptor.dul.to_provider_queue, _WakingQueue),
             "loop_delay": acceptor.dul._run_loop_delay,
+            "waiting_association": getattr(acceptor._run_reactor, "__func__", None) is _run_reactor,
         }
         time.sleep(IDLE_WAKE_S * 5)  # let the reactor go idle: the next request must wake it
         seen["echo"] = int(assoc.send_c_echo().Status)
@@ -81,7 +91,7 @@ def _session(port: int, running: Running, *, tls: ssl.SSLContext | None = None) 
 async def test_accepted_association_waits_instead_of_polling_and_serves(scp: Running) -> None:
     seen = await asyncio.to_thread(_session, scp.port, scp)
     assert seen == {
-        "waiting_socket": True, "waking_queue": True, "loop_delay": 0,
+        "waiting_socket": True, "waking_queue": True, "loop_delay": 0, "waiting_association": True,
         "echo": 0, "stores": [0, 0, 0], "released": True, "acceptor_gone": True,
     }
 
@@ -135,3 +145,16 @@ def test_pynetdicom_per_pdu_log_handlers_are_off_unless_its_logger_is_at_info(
         assert _config.LOG_HANDLER_LEVEL == "standard"
     finally:
         logger.setLevel(level)
+
+
+def test_an_associations_copy_of_the_contexts_is_cheap_plain_and_its_own() -> None:
+    ae = AE()
+    for cx in AllStoragePresentationContexts[:20]:
+        ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=False, scp_role=True)
+    server_contexts = cheaply_copied(ae.supported_contexts)
+    copies = deepcopy(server_contexts)  # what pynetdicom does for each association
+    assert [vars(c) for c in copies] == [vars(c) for c in deepcopy(ae.supported_contexts)]
+    assert all(type(c) is PresentationContext for c in copies)
+    copies[0].result = 0
+    copies[0].add_transfer_syntax("1.2.3.4")
+    assert server_contexts[0].result is None and "1.2.3.4" not in server_contexts[0].transfer_syntax

@@ -69,6 +69,19 @@ def test_same_uid_with_other_bytes_keeps_both_and_flags_a_conflict(store: Object
     assert not repeat.created and repeat.conflicts == (second.key,)
 
 
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"\0" * len(b)], ids=["cut", "zeroed"])
+def test_a_file_a_crash_left_partial_under_its_name_is_written_again(
+    store: ObjectStore, damage: Callable[[bytes], bytes]
+) -> None:
+    # a first content goes straight to its final name: a crash before its fsync can leave it
+    # partial there (never indexed); the sender's resend must not be taken for a repeat
+    first = store.put(CT_UID, CT)
+    store.path(first.key).write_bytes(damage(CT))
+    again = store.put(CT_UID, CT)
+    assert again.created and again.key == first.key and not again.conflict
+    assert store.read(again.key, verify=True) == CT and leftovers(store.root) == []
+
+
 def test_verified_read_detects_damaged_files(store: ObjectStore) -> None:
     stored = store.put(CT_UID, CT)
     assert store.read(stored.key, verify=True) == CT
