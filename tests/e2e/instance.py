@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 from tests.conftest import free_port
 
@@ -31,7 +33,18 @@ class Instance:
             [*HUIZHEN, *args], cwd=self.workdir, env=self.env, capture_output=True, text=True, check=check, timeout=120
         )
 
-    def start(self) -> None:
+    def use_tls(self, folder: Path) -> ssl.SSLContext:
+        """Serve with a certificate for 127.0.0.1 from a test CA; the context that trusts it."""
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+        self.env.update(HUIZHEN_TLS_CERT_FILE=str(folder / "cert.pem"), HUIZHEN_TLS_KEY_FILE=str(folder / "key.pem"))
+        self.base = self.base.replace("http://", "https://")
+        return ssl.create_default_context(cafile=str(folder / "ca.pem"))
+
+    def start(self, verify: ssl.SSLContext | bool = True) -> None:
         with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([*HUIZHEN, "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
@@ -39,7 +52,7 @@ class Instance:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.base + "/readyz", verify=verify, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)

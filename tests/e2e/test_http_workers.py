@@ -14,16 +14,13 @@ import json
 import os
 import signal
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-import trustme
 import websockets
 
 from huizhen.integration import migrate
@@ -32,7 +29,7 @@ from huizhen.integration.crypto import load_or_create_keyring
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
-from tests.e2e.instance import HUIZHEN, Instance
+from tests.e2e.instance import Instance
 from tests.e2e.test_mllp_workers import children
 from tests.graphql_seed import seed
 from tests.signaling_support import FACILITY, SignalingClient, assigned_consultation, seed_directory
@@ -294,29 +291,9 @@ async def test_peers_on_the_two_processes_meet_in_one_room(instance: Instance, t
 
 
 def test_the_children_serve_with_the_same_certificate(instance: Instance, tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     asyncio.run(_workers_env(instance, tmp_path))
-    instance.env.update(HUIZHEN_TLS_CERT_FILE=str(tmp_path / "cert.pem"),
-                        HUIZHEN_TLS_KEY_FILE=str(tmp_path / "key.pem"))
-    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    with instance.log.open("ab") as log:
-        instance.proc = subprocess.Popen([*HUIZHEN, "serve"], cwd=instance.workdir, env=instance.env,
-                                         stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while True:
-        assert instance.proc.poll() is None, instance.log.read_text()[-2000:]
-        try:
-            if httpx.get(instance.base.replace("http://", "https://") + "/readyz", verify=context,
-                         timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not answer over TLS"
-        time.sleep(0.2)
+    context = instance.use_tls(tmp_path)
+    instance.start(verify=context)
     workers = Workers(instance, tls=context)
     assert len(workers.pids) == 2
     for pid in workers.pids:  # each process, its own handshake with the one certificate
