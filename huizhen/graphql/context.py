@@ -42,19 +42,21 @@ V = TypeVar("V")
 R = TypeVar("R")
 
 
+def _held(future: Any) -> bool:
+    return future is not None and future.done() and not future.cancelled() and future.exception() is None
+
+
 def ready(loader: DataLoader[K, V], key: K) -> V | Awaitable[V]:
     """The value when this request already holds it (prefetched, or loaded by an earlier field),
     else the loader's awaitable. A field that returns the value itself is completed at once by
     graphql-core; an awaitable costs a task and a gather per row of a page."""
     future = loader.cache_map.get(key)
-    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
-        return future.result()
-    return loader.load(key)
+    return future.result() if _held(future) else loader.load(key)  # type: ignore[union-attr]
 
 
 def ready_many(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V] | Awaitable[list[V]]:
     futures = [loader.cache_map.get(k) for k in keys]
-    if all(f is not None and f.done() and not f.cancelled() and f.exception() is None for f in futures):
+    if all(map(_held, futures)):
         return [f.result() for f in futures]  # type: ignore[union-attr]
     return loader.load_many(keys)
 

@@ -7,7 +7,7 @@ request's DataLoaders, never one query per row.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -55,21 +55,17 @@ class MessageStatus(enum.Enum):
 Info = strawberry.Info[Context, None]
 
 
-def local_iso(value: datetime | date | None) -> str | None:
-    """A time in the server's time zone (``Context`` sets it for the request), a date as it is."""
+def local_iso(value: datetime | date | None, tz: tzinfo | None = None) -> str | None:
+    """A time in ``tz``, by default the server's zone (``Context`` sets it for the request); a date as it is."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(DISPLAY_TZ.get()).isoformat()
+        return value.astimezone(tz or DISPLAY_TZ.get()).isoformat()
     return value.isoformat()
 
 
 def iso(value: datetime | date | None, info: Info) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(info.context.services.settings.tz).isoformat()
-    return value.isoformat()
+    return local_iso(value, info.context.services.settings.tz)
 
 
 @strawberry.type
