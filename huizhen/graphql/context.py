@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -40,6 +40,12 @@ DISPLAY_TZ: ContextVar[tzinfo] = ContextVar("display_tz")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 R = TypeVar("R")
+
+
+def in_order(ids: Sequence[str], found: Iterable[Any]) -> list[Any]:
+    """A batch answer: the row of each id asked, in the order asked, None where there is none."""
+    by_id = {x.id: x for x in found}
+    return [by_id.get(i) for i in ids]
 
 
 def _held(future: Any) -> bool:
@@ -99,8 +105,7 @@ def make_loaders(services: Services) -> Loaders:
 
         async def load(ids: Sequence[str]) -> list[Any]:
             async with store.read() as repo:
-                found = {x.id: x for x in await fetch(repo, ids)}
-            return [found.get(i) for i in ids]
+                return in_order(ids, await fetch(repo, ids))
 
         return load
 

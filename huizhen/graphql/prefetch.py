@@ -22,6 +22,7 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
+from huizhen.graphql.context import in_order
 from huizhen.graphql.types import Info
 from huizhen.integration import model as m
 from huizhen.integration.paging import MAX_PAGE
@@ -119,5 +120,4 @@ async def _facilities(info: Info, repo: Repository, ids: Iterable[str | None]) -
 
 def _prime(loader: DataLoader[str, Any], ids: Sequence[str], found: Iterable[Any]) -> None:
     """What the loader's batch function would have answered: each id's row, None where there is none."""
-    by_id = {x.id: x for x in found}
-    loader.prime_many({i: by_id.get(i) for i in ids})
+    loader.prime_many(dict(zip(ids, in_order(ids, found), strict=True)))
