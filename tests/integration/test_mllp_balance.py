@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
+
+import trustme
 
 from huizhen.adapters.mllp import MllpServer
 from huizhen.adapters.mllp_balance import Adopter, Balancer, handoff_pair
@@ -18,9 +21,11 @@ from tests.integration.mllp_doubles import HOST, EchoHandler, expected_ack, mess
 
 
 @contextlib.asynccontextmanager
-async def parent_and_child() -> AsyncIterator[tuple[Balancer, EchoHandler, EchoHandler, Adopter]]:
+async def parent_and_child(
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[Balancer, EchoHandler, EchoHandler, Adopter]]:
     mine, theirs = EchoHandler(), EchoHandler()
-    local, child = MllpServer(mine, HOST, 0), MllpServer(theirs, HOST, 0)
+    local, child = MllpServer(mine, HOST, 0, ssl_context=tls), MllpServer(theirs, HOST, 0, ssl_context=tls)
     await local.start(listen=False)
     await child.start(listen=False)
     handing, handed = handoff_pair()
@@ -79,3 +84,19 @@ async def test_when_the_child_is_gone_the_parent_serves() -> None:
         assert await asyncio.gather(*(send(balancer.port, n) for n in range(3))) == [
             [expected_ack(message(n * 100 + i)) for i in range(3)] for n in range(3)]
         assert served(mine) == 3 and served(theirs) == 0
+
+
+async def test_the_process_handed_a_connection_does_its_tls_handshake() -> None:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    async with parent_and_child(server) as (balancer, mine, theirs, _), contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            MllpClient(HOST, balancer.port, ssl_context=client, server_hostname="127.0.0.1", ack_timeout_s=10))
+            for _ in range(2)]
+        assert await asyncio.gather(*(c.send(message(n)) for n, c in enumerate(clients))) == [
+            expected_ack(message(n)) for n in range(2)]
+        assert served(mine) == served(theirs) == 1
+        assert all(peer.tls for peer in mine.peers + theirs.peers)
