@@ -5,11 +5,8 @@ Why: a durable answer costs a commit, and a commit costs an fsync (SQLite
 several connections each wait for their own commit, that cost is paid once
 per message and, on SQLite, behind one write lock. Here a writer task takes
 every job waiting in the queue, runs them one after the other in a single
-transaction and commits once; each caller is answered only after that commit
-is on disk, so "answered" still means "durable". Where the store makes a commit
-durable after it (SQLite's WAL synced off the write lock,
-:mod:`huizhen.integration.wal_sync`), the writer goes on with the next batch
-while the previous one's answers wait for that sync. SQLite has one writer task; PostgreSQL
+transaction and commits once; each caller is answered only after that commit,
+so "answered" still means "durable". SQLite has one writer task; PostgreSQL
 may have a few, each committing its own batches.
 
 One job must not take the others down. Where savepoints are cheap (SQLite:
@@ -72,9 +69,6 @@ class Transactions(Protocol):
 
     async def lock(self, conn: AsyncConnection, keys: list[str]) -> None:
         """Hold a lock on each of ``keys`` until the transaction on ``conn`` ends."""
-
-    def durable(self) -> Awaitable[None] | None:
-        """After a commit: what to await before it is on disk (``None``: the commit itself was durable)."""
 
 
 @dataclass(eq=False)
@@ -210,13 +204,11 @@ class GroupCommit:
                         _fail(batch[0], exc)
                         # the connection may be the cause: take a fresh one for what follows
                         return again + [p for p in batch if not p.future.done()]
-                    settled = []
                     for pending in batch:
                         if pending.error is not None and _retry(pending, pending.error):
                             again.append(pending)
                         else:
-                            settled.append(pending)
-                    _answer_when(self._tx.durable(), settled)
+                            _answer(pending, result=pending.result, error=pending.error)
                     # jobs waiting for their second run go before newer batches
                     if not follow or again or not await self._work(_IDLE_S):
                         break
@@ -274,20 +266,6 @@ def _fail(pending: _Pending[Any], error: BaseException) -> None:
     """A job that failed alone in its transaction: answered, unless it gets its one more run."""
     if not _retry(pending, error):
         _answer(pending, error=error)
-
-
-def _answer_when(durable: Awaitable[None] | None, batch: list[_Pending[Any]]) -> None:
-    """Answer the committed ``batch`` once ``durable`` is done, the writer going on meanwhile."""
-
-    def answer(done: asyncio.Future[None] | None) -> None:
-        failed = None if done is None else done.exception() if not done.cancelled() else asyncio.CancelledError()
-        for pending in batch:  # a failed sync fails them all: nothing of the batch is known durable
-            _answer(pending, result=pending.result, error=failed or pending.error)
-
-    if durable is None:
-        answer(None)
-    else:
-        asyncio.ensure_future(durable).add_done_callback(answer)
 
 
 def _answer(pending: _Pending[Any], *, result: Any = None, error: BaseException | None = None) -> None:

@@ -54,8 +54,6 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Any, iter_chunk_size: int) -> None:
         super().__init__(connector, iter_chunk_size)
         self._tx = _InlineQueue()  # type: ignore[assignment]
-        # set under synchronous=NORMAL (huizhen.integration.wal_sync): COMMIT does not wait for the disk
-        self.commit_inline = False
 
     def __await__(self) -> Any:  # no worker thread to start
         return self._connect().__await__()
@@ -78,10 +76,7 @@ class InlineConnection(aiosqlite.Connection):
     async def commit(self) -> None:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        if self.commit_inline:
-            self._connection.commit()
-        else:
-            await asyncio.to_thread(self._connection.commit)
+        await asyncio.to_thread(self._connection.commit)
 
     def stop(self) -> None:  # type: ignore[override]
         self._running = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,6 @@ from huizhen.integration.group_commit import GroupCommit, Job
 from huizhen.integration.repo import Repository, prepared
 from huizhen.integration.repo.prepared import Prepared, connections
 from huizhen.integration.sqlite_inline import InlineConnection, inline_creator
-from huizhen.integration.wal_sync import WalSync
 from huizhen.integration.write_lock import FileWriteLock
 
 _WRITE = "huizhen_write"
@@ -53,8 +52,6 @@ class Store:
         self._file_lock = (
             FileWriteLock(Path(f"{database}.writer-lock")) if shared and database and database != ":memory:" else None
         )
-        # the group commit's writer syncs its WAL after the commit, off the write lock (huizhen.integration.wal_sync)
-        self._wal = WalSync(Path(f"{database}-wal")) if database and database != ":memory:" else None
         # SQLite has one writer and savepoints cost it a library call; on PostgreSQL a
         # savepoint is a round trip, and one batch's round trips can overlap another's work
         sqlite = self.dialect == "sqlite"
@@ -84,25 +81,7 @@ class Store:
     async def session(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
-            if self._wal is None:
-                yield conn
-                return
-            driver, _ = await connections(conn)
-            sqlite = driver.sqlite if isinstance(driver, InlineConnection) else None
-            if sqlite is None:  # not our inline driver (echo…): commits stay synced
-                yield conn
-                return
-            sqlite.execute("PRAGMA synchronous=NORMAL").close()
-            driver.commit_inline = True  # no fsync left to wait for in COMMIT
-            try:
-                yield conn
-            finally:
-                driver.commit_inline = False
-                if driver.sqlite is not None:  # back in the pool as every other connection: FULL
-                    driver.sqlite.execute("PRAGMA synchronous=FULL").close()
-
-    def durable(self) -> Awaitable[None] | None:
-        return self._wal.committed() if self._wal is not None else None
+            yield conn
 
     @contextlib.asynccontextmanager
     async def transaction(self, conn: AsyncConnection) -> AsyncIterator[None]:
@@ -154,8 +133,6 @@ class Store:
 
     async def close(self) -> None:
         await self._group.close()
-        if self._wal is not None:
-            await self._wal.close()
         await self.engine.dispose()
         if self._file_lock is not None:
             self._file_lock.close()

@@ -29,7 +29,6 @@ class FakeDatabase:
     fail_commits: int = 0  # the next N commits fail (a full disk, a lost connection)
     savepoint_calls: int = 0
     locks: list[list[str]] = field(default_factory=list)  # the keys each batch locked
-    syncs: list[asyncio.Future[None]] | None = None  # set: commits are made durable by resolving these
 
 
 @dataclass
@@ -65,13 +64,6 @@ class FakeTransactions:
 
     def repository(self, conn: Any) -> Any:
         return FakeRepo(self.db)
-
-    def durable(self) -> asyncio.Future[None] | None:
-        if self.db.syncs is None:  # each commit durable by itself
-            return None
-        sync: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.db.syncs.append(sync)
-        return sync
 
     async def lock(self, conn: Any, keys: list[str]) -> None:
         assert self.db.pending == []  # before any job of the batch
@@ -250,30 +242,6 @@ async def test_a_job_run_alone_after_a_failed_commit_may_still_lose_a_race_once(
     results = await asyncio.gather(gc.run(writing("a")), gc.run(racing), gc.run(writing("c")))
     assert results == ["a", "won", "c"] and len(runs) == 3
     assert sorted(db.committed) == ["a", "c", "r"]
-    await gc.close()
-
-
-async def turns(n: int) -> None:
-    """Let the other tasks run ``n`` times."""
-    for _ in range(n):
-        await asyncio.sleep(0)
-
-
-async def test_answers_wait_for_the_commit_to_be_on_disk_while_the_next_batch_runs() -> None:
-    db = FakeDatabase(syncs=[])
-    gc = GroupCommit(FakeTransactions(db))  # type: ignore[arg-type]
-    first = asyncio.ensure_future(gc.run(writing("a")))
-    await turns(10)
-    second = asyncio.ensure_future(gc.run(writing("b")))
-    await turns(10)
-    assert len(db.syncs) == 2  # the next batch committed while the first one's sync is under way
-    assert db.committed == ["a", "b"] and not first.done() and not second.done()
-    db.syncs[0].set_result(None)
-    assert await first == "a"
-    assert not second.done()
-    db.syncs[1].set_exception(OSError("I/O error"))  # not known durable: no positive answer
-    with pytest.raises(OSError):
-        await second
     await gc.close()
 
 
