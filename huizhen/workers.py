@@ -47,12 +47,12 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from pydantic import SecretStr
 
+from huizhen.adapters.mllp_balance import Adopter, Balancer, handoff_pair
 from huizhen.hub import HubBus, Link, LinkBus, frame
 from huizhen.metrics import merge_expositions
 from huizhen.settings import Settings
 
 if TYPE_CHECKING:
-    from huizhen.adapters.mllp_balance import Balancer
     from huizhen.app import ChannelState, Services
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,6 @@ class Workers:
         })
 
     async def _spawn(self, role: Role) -> _Child:
-        from huizhen.adapters.mllp_balance import handoff_pair
-
         ours, theirs = socket.socketpair()
         # the MLLP connections the balancer hands over come on a socket pair of their own
         handing, handed = handoff_pair() if role.mllp and self.balancer is not None else (None, None)
@@ -307,7 +305,6 @@ async def _http(services: Services) -> AsyncIterator[None]:
 
 
 async def _serve_child(sock: socket.socket, handed: socket.socket | None) -> None:
-    from huizhen.adapters.mllp_balance import Adopter
     from huizhen.app import create_services
     from huizhen.logs import configure_logging
     from huizhen.ops.mappings import watcher as mappings_watcher
