@@ -16,6 +16,7 @@ import uvicorn
 from huizhen.adapters.dicom import DicomListener
 from huizhen.adapters.hl7_channel import MllpInbound
 from huizhen.adapters.mllp import MllpServer
+from huizhen.adapters.mllp_balance import Balancer
 from huizhen.adapters.mllp_peers import mllp_handler
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
@@ -46,7 +47,7 @@ def http_tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def mllp_server(services: Services, *, reuse_port: bool = False) -> MllpServer:
+def mllp_server(services: Services) -> MllpServer:
     """The MLLP listener of the settings, feeding the inbound engine."""
     settings = services.settings
     return MllpServer(
@@ -55,7 +56,6 @@ def mllp_server(services: Services, *, reuse_port: bool = False) -> MllpServer:
         max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
         max_connections=settings.mllp_max_connections,
         ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
-        reuse_port=reuse_port,
     )
 
 
@@ -67,14 +67,21 @@ async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[
     """
     settings = services.settings
     ports: dict[str, int] = {}
+    balancer: Balancer | None = None
     async with contextlib.AsyncExitStack() as stack:
         if settings.mllp_port:
-            mllp = mllp_server(services, reuse_port=settings.mllp_workers > 1)
-            await mllp.start()
+            mllp = mllp_server(services)
+            # with worker processes this one listens and hands each connection on (huizhen.adapters.mllp_balance)
+            await mllp.start(listen=settings.mllp_workers == 1)
             services.metrics.watch_mllp(mllp)
             stack.push_async_callback(mllp.stop)
-            services.channels["mllp"].state = "listening"
             ports["mllp"] = mllp.port
+            if settings.mllp_workers > 1:
+                balancer = Balancer(mllp, settings.host, settings.mllp_port)
+                await balancer.start()
+                stack.push_async_callback(balancer.stop)  # stops accepting before the connections end
+                ports["mllp"] = balancer.port
+            services.channels["mllp"].state = "listening"
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
         # the children see what this process resolved: the bound ports, the folders
         child = settings.model_copy(update={
@@ -84,7 +91,7 @@ async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[
             "coverage_rules_file": settings.resolved_coverage_rules_file.resolve(),
         })
         if roles(child):
-            pool = Workers(child, services)
+            pool = Workers(child, services, balancer)
             await pool.start()
             stack.push_async_callback(pool.stop)
         if settings.dicom_port:

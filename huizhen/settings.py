@@ -117,7 +117,8 @@ class Settings(BaseModel):
     mllp_idle_timeout_seconds: float = Field(default=600.0, gt=0)
     mllp_max_connections: int = Field(default=256, ge=1)
     mllp_require_client_cert: bool = False
-    # processes serving MLLP on the one port (SO_REUSEPORT): this one plus mllp_workers - 1 children.
+    # processes serving MLLP on the one port (this one accepts and hands each connection to the least busy):
+    # this one plus mllp_workers - 1 children.
     # Unset: 2 on PostgreSQL when the machine has a second core, else 1 (see _default_mllp_workers)
     mllp_workers: int = Field(default=1, ge=1, le=32)
     # processes serving HTTP (GraphQL, FHIR, DICOMweb, signaling) on the one port, the same way

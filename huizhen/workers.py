@@ -1,10 +1,12 @@
 """Worker processes: more cores behind the one MLLP port and the one HTTP port.
 
 With ``mllp_workers = M`` and ``http_workers = H`` the server process and
-max(M, H) - 1 children serve; child k (1, 2, …) listens on the MLLP port when
-k < M and on the HTTP port when k < H, each with ``SO_REUSEPORT`` beside the
-parent's socket, so the kernel spreads new connections over the processes. A
-connection stays with the process that accepted it: an MLLP sender's messages
+max(M, H) - 1 children serve; child k (1, 2, …) serves MLLP when k < M and
+listens on the HTTP port when k < H. MLLP connections are accepted by the
+parent, which hands each to the process serving the fewest (a socket pair per
+child, :mod:`huizhen.adapters.mllp_balance`); the HTTP port is bound by each
+process with ``SO_REUSEPORT``, so the kernel spreads new connections. A
+connection stays with the process that serves it: an MLLP sender's messages
 still apply in order, a WebSocket stays with its subscriptions.
 
 What stays in the parent only: the DICOM listener, the SLA watcher, the
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from pydantic import SecretStr
 
+from huizhen.adapters.mllp_balance import Adopter, Balancer, handoff_pair
 from huizhen.hub import HubBus, Link, LinkBus, frame
 from huizhen.metrics import merge_expositions
 from huizhen.settings import Settings
@@ -118,9 +121,11 @@ class _Child:
 class Workers:
     """The parent's side: starts the children of ``roles(settings)``, links them to ``services``' bus."""
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    def __init__(self, settings: Settings, services: Services, balancer: Balancer | None = None) -> None:
+        """``balancer``: the parent's MLLP listener, which hands connections to the MLLP children."""
         self.settings = settings  # the ports are the ones the parent bound
         self.services = services
+        self.balancer = balancer
         self._children: list[_Child] = []
         self._pusher: asyncio.Task[None] | None = None
         self._channels_sent: dict[str, dict[str, Any]] = {}
@@ -143,13 +148,21 @@ class Workers:
 
     async def _spawn(self, role: Role) -> _Child:
         ours, theirs = socket.socketpair()
+        # the MLLP connections the balancer hands over come on a socket pair of their own
+        handing, handed = handoff_pair() if role.mllp and self.balancer is not None else (None, None)
+        passed = [theirs] + ([handed] if handed is not None else [])
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "huizhen.workers", str(theirs.fileno()),
-                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "huizhen.workers", *(str(s.fileno()) for s in passed),
+                pass_fds=[s.fileno() for s in passed], stdin=asyncio.subprocess.DEVNULL,
             )
+        except BaseException:
+            if handing is not None:
+                handing.close()
+            raise
         finally:
-            theirs.close()
+            for s in passed:
+                s.close()
         link = await Link.open(ours, f"worker {role.number}")
         child = _Child(role, process, link)
         ready = asyncio.get_running_loop().create_future()
@@ -174,8 +187,12 @@ class Workers:
         except TimeoutError:
             pass
         if not ready.done():
+            if handing is not None:
+                handing.close()
             await self._end(child, kill=True)
             raise RuntimeError(f"worker {role.number} did not start (exit code {process.returncode})")
+        if handing is not None and self.balancer is not None:
+            self.balancer.add(handing)
         await link.send(frame("channels", channels=_channel_document(self.services.channels)))
         return child
 
@@ -287,7 +304,7 @@ async def _http(services: Services) -> AsyncIterator[None]:
         await serving  # its lifespan closes the services
 
 
-async def _serve_child(sock: socket.socket) -> None:
+async def _serve_child(sock: socket.socket, handed: socket.socket | None) -> None:
     from huizhen.app import create_services
     from huizhen.logs import configure_logging
     from huizhen.ops.mappings import watcher as mappings_watcher
@@ -324,11 +341,14 @@ async def _serve_child(sock: socket.socket) -> None:
         else:
             stack.push_async_callback(services.close)
         await stack.enter_async_context(mappings_watcher(services))
-        if hello["mllp"]:
-            server = mllp_server(services, reuse_port=True)
-            await server.start()
+        if hello["mllp"] and handed is not None:  # connections come from the parent's balancer
+            server = mllp_server(services)
+            await server.start(listen=False)
             services.metrics.watch_mllp(server)
             stack.push_async_callback(server.stop)
+            adopter = Adopter(server, handed)
+            adopter.start()
+            stack.callback(adopter.stop)
         await link.send(frame("ready"))
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)  # as in the parent (huizhen.server.run)
@@ -338,7 +358,8 @@ async def _serve_child(sock: socket.socket) -> None:
 def main() -> None:
     os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    asyncio.run(_serve_child(socket.socket(fileno=int(sys.argv[1]))))
+    handed = socket.socket(fileno=int(sys.argv[2])) if len(sys.argv) > 2 else None
+    asyncio.run(_serve_child(socket.socket(fileno=int(sys.argv[1])), handed))
 
 
 if __name__ == "__main__":

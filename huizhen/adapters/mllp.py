@@ -27,8 +27,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -175,6 +176,7 @@ class MllpServer:
         self._reuse_port = reuse_port
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._running = False
         self._connections: dict[str, _Connection] = {}
         self._stopping = False
         self.counters = MllpCounters()
@@ -186,10 +188,13 @@ class MllpServer:
             return self._port
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
-        if self._server is not None:
+    async def start(self, *, listen: bool = True) -> None:
+        """Start serving; ``listen=False``: only connections handed over by :meth:`adopt`."""
+        if self._running:
             raise RuntimeError("MllpServer already started")
-        self._stopping = False
+        self._stopping, self._running = False, True
+        if not listen:
+            return
         self._server = await asyncio.start_server(
             self._on_connect, self._host, self._port, ssl=self._ssl_context, reuse_port=self._reuse_port or None
         )
@@ -206,10 +211,11 @@ class MllpServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting; let frames being handled finish for up to ``grace_s``; close all."""
         server, self._server = self._server, None
-        if server is None:
+        if not self._running:
             return
-        self._stopping = True
-        server.close()
+        self._running, self._stopping = False, True
+        if server is not None:
+            server.close()
         for connection in list(self._connections.values()):
             if not connection.busy and connection.task is not None:
                 connection.task.cancel()
@@ -219,7 +225,8 @@ class MllpServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
         log.info("MLLP listener stopped", extra={"channel": self._name})
 
     async def __aenter__(self) -> MllpServer:
@@ -228,6 +235,29 @@ class MllpServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    async def adopt(self, sock: socket.socket, on_closed: Callable[[], None] | None = None) -> None:
+        """Serve a connection accepted elsewhere (:mod:`huizhen.adapters.mllp_balance`), TLS
+        handshake included; ``on_closed`` is called once it has ended, however it ended."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._on_connect(reader, writer)
+            finally:
+                if on_closed is not None:
+                    on_closed()
+
+        protocol = asyncio.StreamReaderProtocol(reader, serve, loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock, ssl=self._ssl_context)
+        except OSError as exc:  # a failed TLS handshake (SSLError), a peer gone already
+            log.info("MLLP connection lost before it was served: %s", type(exc).__name__,
+                     extra={"channel": self._name})
+            sock.close()
+            if on_closed is not None:
+                on_closed()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection_id = f"{self._name}-{next(self._ids)}"

@@ -210,13 +210,26 @@ class GroupCommit:
                         else:
                             _answer(pending, result=pending.result, error=pending.error)
                     # jobs waiting for their second run go before newer batches
-                    if not follow or again or not await self._work(_IDLE_S):
+                    if not follow or again:
                         break
-                    batch = await self._next_batch()
+                    batch = await self._following()
                 return again
         except Exception as exc:  # no connection to be had (or to give back): those not answered get why
             for pending in [*batch, *again]:
                 _answer(pending, error=exc)
+        return []
+
+    async def _following(self) -> list[_Pending[Any]]:
+        """The next batch for a writer holding a connection; none once no job came for ``_IDLE_S``.
+
+        Where there are several writers, another may take the jobs that woke this one: this one
+        then waits on with its connection rather than give it back, so that the next batch does
+        not pay for taking one (a pool round and, on PostgreSQL, a pre-ping: three round trips).
+        """
+        while await self._work(_IDLE_S):
+            batch = await self._next_batch()
+            if batch:
+                return batch
         return []
 
     async def _run(self, conn: AsyncConnection, batch: list[_Pending[Any]]) -> None:

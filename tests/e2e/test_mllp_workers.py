@@ -1,6 +1,6 @@
 """``mllp_workers = 2``: two processes behind one MLLP port, one database, the same promises.
 
-Many connections at once (the kernel spreads them over both processes): every
+Many connections at once (the server hands them out over both processes): every
 message is applied once and in order per connection, a control id sent on every
 connection at once is applied once, the events of the child reach the parent's
 subscribers, and the child leaves with the parent, even after SIGKILL.

@@ -29,6 +29,7 @@ class FakeDatabase:
     fail_commits: int = 0  # the next N commits fail (a full disk, a lost connection)
     savepoint_calls: int = 0
     locks: list[list[str]] = field(default_factory=list)  # the keys each batch locked
+    sessions: int = 0  # connections taken
 
 
 @dataclass
@@ -46,6 +47,7 @@ class FakeTransactions:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Any]:
+        self.db.sessions += 1
         yield "connection"
 
     @contextlib.asynccontextmanager
@@ -242,6 +244,15 @@ async def test_a_job_run_alone_after_a_failed_commit_may_still_lose_a_race_once(
     results = await asyncio.gather(gc.run(writing("a")), gc.run(racing), gc.run(writing("c")))
     assert results == ["a", "won", "c"] and len(runs) == 3
     assert sorted(db.committed) == ["a", "c", "r"]
+    await gc.close()
+
+
+async def test_writers_keep_their_connections_while_jobs_keep_coming() -> None:
+    db = FakeDatabase()
+    gc = GroupCommit(FakeTransactions(db), writers=2)  # type: ignore[arg-type]
+    for n in range(20):  # one caller, one job at a time: each wakes both writers, one takes it
+        assert await gc.run(writing(f"m{n}")) == f"m{n}"
+    assert db.commits == 20 and db.sessions <= 2
     await gc.close()
 
 
