@@ -24,12 +24,11 @@ after the commit.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -107,21 +106,13 @@ class ImagingIndexer:
         # series UID -> its study, for series already committed (rows are never deleted)
         self._known: OrderedDict[str, StudyRef] = OrderedDict()
 
-    async def index(self, item: ReceivedInstance, *, durable: Awaitable[object] | None = None) -> Indexed:
-        """Index one instance in a committed transaction.
-
-        ``durable``, when given, is the write of the instance's bytes running meanwhile: the
-        rows are written alongside it and committed only once it has succeeded; if it fails,
-        its exception is raised here and nothing is indexed.
-        """
+    async def index(self, item: ReceivedInstance) -> Indexed:
+        """Index one instance (its bytes already durable in the object store) in a committed transaction."""
         if not item.study.series or len(item.study.series[0].instances) != 1:
             raise ValueError("a ReceivedInstance holds exactly one series with one instance")
-        written = asyncio.ensure_future(durable) if durable is not None else None
-        if written is not None:  # its failure is raised below, or moot when the index failed first
-            written.add_done_callback(lambda f: f.cancelled() or f.exception())
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                indexed, events = await self._index_once(item, written)
+                indexed, events = await self._index_once(item)
             except (IntegrityError, Conflict):
                 if attempt == _ATTEMPTS:
                     raise
@@ -147,14 +138,9 @@ class ImagingIndexer:
         await self.bus.publish(_message_event(msg))
         return msg
 
-    async def _index_once(
-        self, item: ReceivedInstance, written: asyncio.Future[object] | None
-    ) -> tuple[Indexed, list[Event]]:
+    async def _index_once(self, item: ReceivedInstance) -> tuple[Indexed, list[Event]]:
         async def job(repo: Repository) -> tuple[Indexed, list[Event], StudyRef]:
-            result = await self._apply(repo, item)
-            if written is not None:
-                await asyncio.shield(written)  # the bytes are durable before the rows may commit
-            return result
+            return await self._apply(repo, item)
 
         # group commit: the instances of every association arriving meanwhile share one transaction
         # and one commit (fsync); this one's answer still waits for that commit

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import trustme
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -32,6 +32,7 @@ from huizhen.adapters.dicom_reactor import (
     cheaply_copied,
     quiet_pynetdicom_logs,
 )
+from huizhen.adapters.dicom_store_response import _send_msg
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.store import Store
 from huizhen.settings import Settings
@@ -77,10 +78,16 @@ def _session(port: int, running: Running, *, tls: ssl.SSLContext | None = None) 
             "waking_queue": isinstance(acceptor.dul.to_provider_queue, _WakingQueue),
             "loop_delay": acceptor.dul._run_loop_delay,
             "waiting_association": getattr(acceptor._run_reactor, "__func__", None) is _run_reactor,
+            "direct_store_answers": getattr(acceptor.dimse.send_msg, "__func__", None) is _send_msg,
         }
         time.sleep(IDLE_WAKE_S * 5)  # let the reactor go idle: the next request must wake it
         seen["echo"] = int(assoc.send_c_echo().Status)
         seen["stores"] = [int(assoc.send_c_store(CT).Status) for _ in range(3)]
+        # someone listening for sent messages gets them: that response takes pynetdicom's own path
+        sent: list[str] = []
+        acceptor.bind(evt.EVT_DIMSE_SENT, lambda event: sent.append(type(event.message).__name__))
+        seen["stores"].append(int(assoc.send_c_store(CT).Status))
+        seen["seen_sent"] = sent
     finally:
         assoc.release()
     seen["released"] = assoc.is_released
@@ -92,7 +99,8 @@ async def test_accepted_association_waits_instead_of_polling_and_serves(scp: Run
     seen = await asyncio.to_thread(_session, scp.port, scp)
     assert seen == {
         "waiting_socket": True, "waking_queue": True, "loop_delay": 0, "waiting_association": True,
-        "echo": 0, "stores": [0, 0, 0], "released": True, "acceptor_gone": True,
+        "direct_store_answers": True, "echo": 0, "stores": [0, 0, 0, 0], "seen_sent": ["C_STORE_RSP"],
+        "released": True, "acceptor_gone": True,
     }
 
 
@@ -125,7 +133,7 @@ async def test_tls_association_is_served_by_a_waiting_reactor(store: Store, tmp_
         seen = await asyncio.to_thread(_session, listener.port, running, tls=client_tls)
     finally:
         await listener.stop()
-    assert seen["waiting_socket"] and seen["echo"] == 0 and seen["stores"] == [0, 0, 0] and seen["released"]
+    assert seen["waiting_socket"] and seen["echo"] == 0 and seen["stores"] == [0, 0, 0, 0] and seen["released"]
 
 
 def test_pynetdicom_per_pdu_log_handlers_are_off_unless_its_logger_is_at_info(

@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from huizhen.adapters.mllp_client import MllpClient
@@ -37,6 +39,7 @@ from huizhen.integration.model import (
     Observation,
     Patient,
 )
+from huizhen.integration.repo.prepared import Prepared
 from huizhen.integration.store import Store
 from huizhen.settings import Settings
 from tests.helpers import RunningServer, running_server
@@ -210,3 +213,14 @@ async def test_statements_on_the_driver_read_and_write_as_sqlalchemy_does(store:
             await repo.patients.add(Patient(HumanName.of("乙", ()), [Identifier("H", "X")]))
     async with store.read() as repo:
         assert await repo.patients.find([Identifier("H", "X")]) is None  # rolled back whole
+
+
+async def test_a_statement_on_the_driver_counts_the_rows_it_changed(store: Store) -> None:
+    insert = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(tables.sequences)
+    add = Prepared(insert.on_conflict_do_nothing(index_elements=[tables.sequences.c.name]))
+    bump = Prepared(update(tables.sequences).where(tables.sequences.c.name == bindparam("n")).values(value=2))
+    async with store.write() as repo:
+        assert await repo.journal.run_count(add, {"name": "counted", "value": 1}) == 1
+        assert await repo.journal.run_count(add, {"name": "counted", "value": 1}) == 0  # already there
+        assert await repo.journal.run_count(bump, {"n": "counted"}) == 1
+        assert await repo.journal.run_count(bump, {"n": "absent"}) == 0

@@ -26,6 +26,10 @@ class RepoBase:
         """A hot-path statement, straight on the driver (see :mod:`.prepared`); SELECT rows as dicts."""
         return await prepared.run(self.conn, statement, params)
 
+    async def run_count(self, statement: Prepared, params: Mapping[str, Any]) -> int:
+        """A hot-path INSERT, UPDATE or DELETE; how many rows it changed."""
+        return await prepared.run_count(self.conn, statement, params)
+
     async def run_many(self, statement: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
         await prepared.run_many(self.conn, statement, rows)
 

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from huizhen.integration import tables as t
 from huizhen.integration.model import ImagingInstance, ImagingSeries, ImagingStudy
 from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.prepared import Prepared
 
 
 class InstanceOutcome(enum.StrEnum):
@@ -118,7 +119,7 @@ class Imaging(RepoBase):
 
     async def add_instance(self, series_instance_uid: str, inst: ImagingInstance) -> InstanceOutcome:
         """Index one stored content of an instance; sets ``inst.conflict``."""
-        known = (await self.conn.execute(_CONTENTS, {"uid": inst.sop_instance_uid})).scalars().all()
+        known = [r["sha256"] for r in await self.run(_CONTENTS, {"uid": inst.sop_instance_uid})]
         if inst.sha256 in known or (inst.sha256 is None and known):
             return InstanceOutcome.DUPLICATE  # a registration without content (FHIR) adds nothing to known content
         contents = [sha for sha in known if sha is not None]
@@ -131,7 +132,7 @@ class Imaging(RepoBase):
             "size": inst.size, "sha256": inst.sha256, "conflict": inst.conflict,
             "transfer_syntax_uid": inst.transfer_syntax_uid,
         }
-        if (await self.conn.execute(_insert_instance(self.dialect), values)).rowcount != 1:
+        if await self.run_count(_insert_instance(self.dialect), values) != 1:
             return InstanceOutcome.DUPLICATE  # a concurrent writer indexed the same bytes first
         return InstanceOutcome.CONFLICT if inst.conflict else InstanceOutcome.CREATED
 
@@ -209,14 +210,16 @@ class Imaging(RepoBase):
 
 
 # the per-instance statements, built once: every C-STORE runs them
-_CONTENTS = select(t.imaging_instances.c.sha256).where(t.imaging_instances.c.sop_instance_uid == bindparam("uid"))
+_CONTENTS = Prepared(
+    select(t.imaging_instances.c.sha256).where(t.imaging_instances.c.sop_instance_uid == bindparam("uid"))
+)
 
 
 @functools.cache
-def _insert_instance(dialect: str) -> Any:
+def _insert_instance(dialect: str) -> Prepared:
     i = t.imaging_instances.c
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(t.imaging_instances).on_conflict_do_nothing(index_elements=[i.sop_instance_uid, i.sha256])
+    return Prepared(insert(t.imaging_instances).on_conflict_do_nothing(index_elements=[i.sop_instance_uid, i.sha256]))
 
 
 def _stored(r: Any) -> StoredInstance:

@@ -118,6 +118,25 @@ async def run(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, An
     return [_row(compiled, values) for values in rows]
 
 
+async def run_count(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> int:
+    """Execute a statement that returns no rows (INSERT, UPDATE, DELETE); how many rows it changed."""
+    compiled = prepared.compiled(conn.dialect, tuple(sorted(params)))
+    driver = await _driver(conn) if compiled.direct else None
+    if driver is None:
+        return int((await conn.execute(prepared.statement, dict(params))).rowcount)
+    args = _args(compiled, params)
+    try:
+        if isinstance(driver, _Sqlite):
+            cursor = driver.connection.execute(compiled.sql, args)
+            count = int(cursor.rowcount)
+            cursor.close()
+            return count
+        status = await driver.execute(compiled.sql, *args)  # asyncpg: the command tag, "INSERT 0 1"
+    except _DRIVER_ERRORS as exc:
+        raise _translated(exc, compiled, args) from exc
+    return int(str(status).rsplit(" ", 1)[-1])
+
+
 async def run_many(conn: AsyncConnection, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
     """Execute once per parameter set (an ``executemany``); every set has the same names."""
     if not rows:
