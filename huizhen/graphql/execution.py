@@ -12,7 +12,9 @@ its CPU. A plain scalar field needs only the attribute and its type's
   extensions: strawberry itself resolves them with ``getattr``),
 * of a scalar or enum type, with no arguments,
 
-when no middleware is installed (Huizhen installs none). Anything else — a
+when no middleware wraps the resolvers (Huizhen installs none; strawberry hands
+graphql-core an empty manager on every request, which is not "none" to a bare
+truth test). Anything else — a
 ``None`` for a non-null field, a value the scalar refuses — goes the full way,
 so errors, paths and locations are graphql-core's own.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLField, GraphQLLeafType, GraphQLNonNull, GraphQLObjectType, Undefined, is_leaf_type
+from graphql.execution.middleware import MiddlewareManager
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
@@ -50,11 +53,17 @@ def _lean(field_def: GraphQLField) -> tuple[str | None, Any, bool]:
     return found
 
 
+def _has_middleware(manager: MiddlewareManager | None) -> bool:
+    """Whether a middleware wraps resolvers: strawberry passes a manager on every request, empty
+    unless an extension implements ``resolve``; an empty one wraps nothing."""
+    return manager is not None and bool(manager.middlewares)
+
+
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_field(  # type: ignore[override]
         self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any, *args: Any
     ) -> Any:
-        if not self.middleware_manager:
+        if not _has_middleware(self.middleware_manager):
             field_def = self.schema.get_field(parent_type, field_details_list[0].node.name.value)
             if field_def is not None:
                 attr, serialize, nullable = _lean(field_def)
