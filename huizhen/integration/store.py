@@ -24,6 +24,7 @@ from sqlalchemy import ARRAY, Text, bindparam, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from huizhen.integration import jsonio
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.group_commit import GroupCommit, Job
 from huizhen.integration.repo import Repository, prepared
@@ -140,9 +141,11 @@ class Store:
 
 def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                                   json_deserializer=jsonio.loads)
     database = make_url(url).database or ":memory:"
-    engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database))
+    engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database),
+                                 json_deserializer=jsonio.loads)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
