@@ -95,3 +95,29 @@ def test_plain_fields_take_the_short_path_under_strawberry() -> None:
     result = strawberry.Schema(query=Query, execution_context_class=_Probed).execute_sync(QUERY)
     assert result.errors is None
     assert _FullPath.seen == ["Query.rows"] + ["Row.shout"] * 3
+
+
+@strawberry.type
+class Fragile:
+    name: str
+
+
+@strawberry.type
+class FragileQuery:
+    @strawberry.field
+    def fragile(self) -> Fragile | None:
+        return object.__new__(Fragile)  # its ``name`` was never set: reading it raises
+
+    @strawberry.field
+    def rows(self) -> list[Row | None]:
+        return ROWS
+
+
+def test_an_attribute_that_raises_and_mixed_fields_answer_as_the_full_path() -> None:
+    ROWS[:] = [Row(name="a", nickname="b", count=2, colour=Colour.GREEN), None]
+    query = "{ fragile { name } rows { count shout name c: colour n: nickname } }"
+    lean = strawberry.Schema(query=FragileQuery, execution_context_class=LeanExecutionContext).execute_sync(query)
+    full = strawberry.Schema(query=FragileQuery).execute_sync(query)
+    assert lean.data == full.data and lean.data is not None
+    assert list(lean.data["rows"][0]) == ["count", "shout", "name", "c", "n"]  # the query's order
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["fragile", "name"]
