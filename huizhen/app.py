@@ -161,7 +161,15 @@ async def open_store(settings: Settings, *, migrate_db: bool = True) -> Store:
     url = settings.resolved_database_url
     if migrate_db:
         await asyncio.to_thread(migrate.upgrade, url)
-    return Store(url, keyring, shared=settings.mllp_workers > 1 or settings.http_workers > 1)
+    store = Store(url, keyring, shared=settings.mllp_workers > 1 or settings.http_workers > 1)
+    if migrate_db:
+        try:
+            if analyzed := await store.gather_statistics():
+                log.info("planner statistics gathered", extra={"tables": len(analyzed)})
+        except BaseException:
+            await store.close()
+            raise
+    return store
 
 
 async def create_services(

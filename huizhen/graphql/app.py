@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import jwt
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -54,6 +55,11 @@ class HuizhenGraphQL(GraphQL[Context, None]):
         )
         self.services = services
         self.event_views = EventViews(services.store)
+
+    def encode_json(self, data: object) -> str:
+        """orjson: a work-list page is some sixty kilobytes, which the standard library's encoder
+        spent a tenth of the request on. A str, not bytes: a WebSocket frame stays a text frame."""
+        return orjson.dumps(data).decode()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state = request.scope.get("state", {})

@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from huizhen.graphql.access import AccessMutation, AccessQuery
+from huizhen.graphql.documents import DocumentCache, Documents
 from huizhen.graphql.errors import ErrorCodes
 from huizhen.graphql.execution import LeanExecutionContext
 from huizhen.graphql.guard import (
@@ -303,6 +304,7 @@ def build_schema(
         guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     # each limiter builds a new rule class when constructed; built per request they made every
     # validation a cache miss (measured: a tenth of a work-list page's CPU)
+    documents = Documents(maxsize=256)
     limits = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
               *MaxAliasesLimiter(max_alias_count=30).validation_rules]
     return _Schema(
@@ -321,8 +323,10 @@ def build_schema(
             # the same rule classes for every request: ValidationCache keys on them
             lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=4000),
-            # a front end sends the same few documents again and again: validate each once (no
-            # ParserCache: its syntax errors escape the hooks that give every error a code)
+            # a front end sends the same few documents again and again: parse and validate each
+            # once (not strawberry's ParserCache: its syntax errors escape the hooks that give
+            # every error a code; DocumentCache keeps only documents that parsed)
+            lambda: DocumentCache(documents),
             lambda: ValidationCache(maxsize=256),
         ],
     )

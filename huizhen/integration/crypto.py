@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from huizhen.integration import jsonio
 from huizhen.integration.errors import ConfigurationError, HuizhenError
 
 _VERSION = 1
@@ -114,7 +115,7 @@ class KeyRing:
         return self.encrypt(_JSON.encode(value).encode("utf-8"))
 
     def decrypt_json(self, blob: bytes) -> Any:
-        return json.loads(self.decrypt(blob))
+        return jsonio.loads(self.decrypt(blob))
 
     def blind_index(self, *parts: str) -> str:
         """Keyed, deterministic token for exact-match search (case/width-folded)."""

@@ -24,6 +24,7 @@ from sqlalchemy import ARRAY, Text, bindparam, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from huizhen.integration import jsonio
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.group_commit import GroupCommit, Job
 from huizhen.integration.repo import Repository, prepared
@@ -37,6 +38,13 @@ _KEY = func.unnest(bindparam("keys", type_=ARRAY(Text))).column_valued("lock_key
 _ADVISORY_LOCKS = Prepared(select(func.pg_advisory_xact_lock(func.hashtextextended(_KEY, 0))).order_by(_KEY))
 _PG_WRITERS = 2  # measured: 2 beat 1 by a quarter; 4 let batches deadlock (a 1 s stall each)
 T = TypeVar("T")
+
+
+# reltuples is -1 until a table is first analyzed or vacuumed (PostgreSQL 14 and later)
+_NEVER_ANALYZED = text(
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.reltuples < 0 ORDER BY c.relname"
+)
 
 
 class Store:
@@ -127,6 +135,23 @@ class Store:
             finally:
                 self._file_lock.release()
 
+    async def gather_statistics(self) -> list[str]:
+        """PostgreSQL: ``ANALYZE`` the tables its planner has never had statistics of; their names.
+
+        Autovacuum gathers them in the background, but not when it is off, and not yet after a
+        restore or a bulk load: meanwhile the planner guesses, and a work-list page's reads
+        became scans of whole tables (measured: 10–20 ms for a page's observations instead of
+        under one). Tables analyzed before are left to autovacuum.
+        """
+        if self.dialect != "postgresql":
+            return []
+        async with self.engine.connect() as conn:
+            names = list((await conn.execute(_NEVER_ANALYZED)).scalars())
+            for name in names:  # names from the catalog, quoted as identifiers
+                await conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}")
+            await conn.commit()
+        return names
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -140,9 +165,11 @@ class Store:
 
 def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                                   json_deserializer=jsonio.loads)
     database = make_url(url).database or ":memory:"
-    engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database))
+    engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database),
+                                 json_deserializer=jsonio.loads)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -152,6 +152,27 @@ async def test_observation_keeps_exact_decimal(store: Store) -> None:
     assert got.effective_at == obs.effective_at
 
 
+async def test_latest_observations_are_the_newest_of_each_patient_undated_last(store: Store) -> None:
+    p, _ = await seed(store)
+    glucose = Coding("2345-7", "http://loinc.org", "Glucose")
+
+    def at(day: int | None) -> Observation:
+        return Observation(
+            id=f"o-{day}", patient_id=p.id, code=glucose, value_type="NM", value_quantity=Decimal(day or 0),
+            effective_at=datetime(2026, 11, day, tzinfo=UTC) if day else None,
+        )
+
+    async with store.write() as repo:
+        await repo.clinical.add_observations([at(3), at(None), at(9), at(1), at(5)])
+    async with store.read() as repo:
+        every = (await repo.clinical.observations_for_patients([p.id, "nobody"]))
+        latest = (await repo.clinical.observations_for_patients([p.id, "nobody"], latest=2))
+        none = (await repo.clinical.observations_for_patients([p.id], latest=0))
+    assert [o.id for o in every[p.id]] == ["o-9", "o-5", "o-3", "o-1", "o-None"]
+    assert [o.id for o in latest[p.id]] == ["o-9", "o-5"] and latest["nobody"] == every["nobody"] == []
+    assert latest[p.id][0].value_quantity == Decimal(9) and none[p.id] == []
+
+
 async def test_consultation_workflow_persists_timeline(store: Store) -> None:
     p, e = await seed(store)
     svc = ConsultationService(store, InProcessBus(), TZ)
@@ -241,3 +262,16 @@ def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
 
     asyncio.run(touch())
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_statistics_are_gathered_for_tables_never_analyzed(store: Store) -> None:
+    await seed(store)
+    first = await store.gather_statistics()
+    if store.dialect == "sqlite":
+        assert first == []
+        return
+    assert {"patients", "practitioners", "audit_events"} <= set(first)
+    assert await store.gather_statistics() == []  # analyzed now: left to autovacuum
+    async with store.engine.connect() as conn:
+        tuples = (await conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'patients'"))).scalar()
+    assert tuples is not None and tuples >= 0

@@ -4,9 +4,10 @@ same data, and the same errors (message, path) when a value does not fit its typ
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from huizhen.graphql.execution import LeanExecutionContext
 
@@ -70,3 +71,53 @@ def test_null_in_a_non_null_field_is_graphql_cores_error() -> None:
 def test_a_value_its_scalar_refuses_is_graphql_cores_error() -> None:
     lean, full = both([Row(name="a", nickname=None, count="many", colour=Colour.RED)])  # type: ignore[arg-type]
     assert errors(lean) == errors(full) and "Int cannot represent" in errors(lean)[0][0]
+
+
+class _FullPath(StrawberryGraphQLCoreExecutionContext):
+    """Sits behind the short path in the MRO: sees each field that the short path hands on."""
+
+    seen: ClassVar[list[str]] = []
+
+    def execute_field(self, parent_type: Any, source: Any, field_details_list: Any, *args: Any) -> Any:
+        _FullPath.seen.append(f"{parent_type.name}.{field_details_list[0].node.name.value}")
+        return super().execute_field(parent_type, source, field_details_list, *args)
+
+
+class _Probed(LeanExecutionContext, _FullPath):
+    pass
+
+
+def test_plain_fields_take_the_short_path_under_strawberry() -> None:
+    """strawberry hands graphql-core a (possibly empty) middleware manager on every request;
+    an empty one must not send every scalar the full way."""
+    ROWS[:] = [Row(name="a", nickname=None, count=1, colour=Colour.RED)] * 3
+    _FullPath.seen.clear()
+    result = strawberry.Schema(query=Query, execution_context_class=_Probed).execute_sync(QUERY)
+    assert result.errors is None
+    assert _FullPath.seen == ["Query.rows"] + ["Row.shout"] * 3
+
+
+@strawberry.type
+class Fragile:
+    name: str
+
+
+@strawberry.type
+class FragileQuery:
+    @strawberry.field
+    def fragile(self) -> Fragile | None:
+        return object.__new__(Fragile)  # its ``name`` was never set: reading it raises
+
+    @strawberry.field
+    def rows(self) -> list[Row | None]:
+        return ROWS
+
+
+def test_an_attribute_that_raises_and_mixed_fields_answer_as_the_full_path() -> None:
+    ROWS[:] = [Row(name="a", nickname="b", count=2, colour=Colour.GREEN), None]
+    query = "{ fragile { name } rows { count shout name c: colour n: nickname } }"
+    lean = strawberry.Schema(query=FragileQuery, execution_context_class=LeanExecutionContext).execute_sync(query)
+    full = strawberry.Schema(query=FragileQuery).execute_sync(query)
+    assert lean.data == full.data and lean.data is not None
+    assert list(lean.data["rows"][0]) == ["count", "shout", "name", "c", "n"]  # the query's order
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["fragile", "name"]

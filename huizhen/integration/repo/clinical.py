@@ -30,6 +30,40 @@ _ENCOUNTER_BY_VISIT = Prepared(select(_e).where(_e.c.visit_idx == bindparam("vis
 _INSERT_OBSERVATION = Prepared(t.observations.insert())
 
 
+def _observations_of_patients(latest: bool, *, narrow: bool = False) -> Any:
+    """Newest first per patient (undated last); with ``latest`` the first N of each.
+
+    ``narrow`` ranks the narrow rows (id and sort keys) and joins the whole rows back: SQLite
+    sorted the whole rows, encrypted values and identifiers with them, through its temporary
+    B-trees, twice the time of the ranking itself. PostgreSQL ranks the whole rows faster
+    than it joins them back (measured: 0.65 against 0.9 ms for a page's 50 patients)."""
+    o = t.observations.c
+    order = (o.effective_at.is_(None), o.effective_at.desc(), o.id)
+    patients = o.patient_id.in_(bindparam("patient_ids", expanding=True))
+    if not latest:
+        return select(t.observations).where(patients).order_by(o.patient_id, *order)
+    rank = func.row_number().over(partition_by=o.patient_id, order_by=order).label("rank")
+    if not narrow:
+        ranked = select(t.observations, rank).where(patients).subquery()
+        return (
+            select(*(ranked.c[c.name] for c in t.observations.c))
+            .where(ranked.c.rank <= bindparam("latest")).order_by(ranked.c.patient_id, ranked.c.rank)
+        )
+    ids = select(o.id, rank).where(patients).subquery()
+    return (
+        select(t.observations).join(ids, ids.c.id == o.id)
+        .where(ids.c.rank <= bindparam("latest")).order_by(o.patient_id, ids.c.rank)
+    )
+
+
+# built once: a statement's construction cost more than SQLite's work for a page's 50 patients
+_ALL_OBSERVATIONS = _observations_of_patients(latest=False)
+_LATEST_OBSERVATIONS = {
+    "sqlite": _observations_of_patients(latest=True, narrow=True),
+    "postgresql": _observations_of_patients(latest=True),
+}
+
+
 def _upsert_encounter(insert: Any) -> Prepared:
     stmt = insert(_e)
     return Prepared(stmt.on_conflict_do_update(
@@ -85,18 +119,13 @@ class Clinical(RepoBase):
     ) -> dict[str, list[Observation]]:
         """Newest first per patient (undated last); ``latest`` keeps the first N of each, in SQL,
         so a patient with years of lab results costs N rows, not all of them."""
-        o = t.observations.c
-        order = (o.effective_at.is_(None), o.effective_at.desc(), o.id)
-        q = select(t.observations).where(o.patient_id.in_(list(patient_ids)))
-        if latest is not None:
-            rank = func.row_number().over(partition_by=o.patient_id, order_by=order).label("rank")
-            ranked = select(t.observations, rank).where(o.patient_id.in_(list(patient_ids))).subquery()
-            q = select(*(ranked.c[c.name] for c in t.observations.c)).where(ranked.c.rank <= latest)
-            q = q.order_by(ranked.c.patient_id, ranked.c.rank)
-        else:
-            q = q.order_by(o.patient_id, *order)
+        q, params = (
+            (_ALL_OBSERVATIONS, {}) if latest is None
+            else (_LATEST_OBSERVATIONS.get(self.dialect, _LATEST_OBSERVATIONS["postgresql"]), {"latest": latest})
+        )
+        rows = await self.conn.execute(q, {"patient_ids": list(patient_ids), **params})
         out: dict[str, list[Observation]] = {pid: [] for pid in patient_ids}
-        for r in await self.conn.execute(q):
+        for r in rows:
             out[r.patient_id].append(self._observation(r._mapping))
         return out
 
