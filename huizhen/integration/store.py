@@ -93,8 +93,34 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def transaction(self, conn: AsyncConnection) -> AsyncIterator[None]:
-        async with self._serialised(), conn.begin():
-            yield
+        async with self._serialised():
+            driver, _ = await connections(conn)
+            sqlite = driver.sqlite if isinstance(driver, InlineConnection) and not conn.sync_engine.echo else None
+            if sqlite is None:
+                async with conn.begin():
+                    yield
+                return
+            # SQLite: BEGIN and COMMIT straight on sqlite3, ~0.35 ms less than SQLAlchemy's
+            # transaction per batch. A statement run through SQLAlchemy meanwhile makes it
+            # join this transaction (_on_begin sends no BEGIN then); it then ends it too.
+            sqlite.execute("BEGIN IMMEDIATE").close()
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction():
+                    await conn.rollback()
+                elif sqlite.in_transaction:
+                    sqlite.rollback()
+                raise
+            try:
+                if conn.in_transaction():
+                    await conn.commit()
+                else:
+                    await driver.commit()
+            except BaseException:
+                if sqlite.in_transaction:
+                    sqlite.rollback()
+                raise
 
     def repository(self, conn: AsyncConnection) -> Repository:
         return Repository(conn, self.keyring, self.dialect)
@@ -187,6 +213,8 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.connection.driver_connection.sqlite.in_transaction:  # begun on sqlite3 (Store.transaction)
+            return
         write = conn.get_execution_options().get(_WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 

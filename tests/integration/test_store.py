@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -275,3 +276,45 @@ async def test_statistics_are_gathered_for_tables_never_analyzed(store: Store) -
     async with store.engine.connect() as conn:
         tuples = (await conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'patients'"))).scalar()
     assert tuples is not None and tuples >= 0
+
+
+async def test_batched_jobs_mixing_sqlalchemy_and_driver_statements_commit_or_roll_back_whole(store: Store) -> None:
+    """A batch's transaction is begun on the driver (SQLite) and joined by SQLAlchemy statements:
+    each job's writes, by either path, are committed together or not at all."""
+    from huizhen.integration.repo.prepared import connections
+
+    async def facility(repo: Any, code: str) -> None:  # through SQLAlchemy
+        await repo.directory.save_facility(Facility(code, code))
+
+    async def journal(repo: Any, code: str, name: str = "!") -> None:  # straight on the driver where it can be
+        driver, _ = await connections(repo.conn)
+        if store.dialect == "sqlite":
+            driver.sqlite.execute("UPDATE facilities SET name = ? WHERE code = ?", (code + name, code)).close()
+        else:
+            update = text("UPDATE facilities SET name = :n WHERE code = :c")
+            await repo.conn.execute(update, {"n": code + name, "c": code})
+
+    async def good(repo: Any, code: str) -> str:
+        await facility(repo, code)
+        await journal(repo, code)
+        return code
+
+    async def bad(repo: Any) -> None:
+        await facility(repo, "BAD")
+        await journal(repo, "BAD")
+        raise RuntimeError("job failed")
+
+    async def driver_only(repo: Any) -> None:  # no SQLAlchemy statement at all: begun and committed on sqlite3
+        await journal(repo, "A", "*")
+
+    results = await asyncio.gather(
+        store.batched(lambda r: good(r, "A")), store.batched(bad), store.batched(lambda r: good(r, "B")),
+        return_exceptions=True,
+    )
+    assert results[0] == "A" and results[2] == "B" and isinstance(results[1], RuntimeError)
+    with pytest.raises(RuntimeError):
+        await store.batched(bad)  # alone in its transaction
+    await store.batched(driver_only)
+    async with store.read() as repo:
+        rows = (await repo.conn.execute(text("SELECT code, name FROM facilities ORDER BY code"))).all()
+    assert [tuple(r) for r in rows] == [("A", "A*"), ("B", "B!")]
