@@ -136,6 +136,29 @@ async def test_a_facility_registered_by_a_failed_message_is_not_remembered(serve
     assert facility is not None and patient is not None and patient.facility_id == facility.id
 
 
+async def test_a_visit_sent_again_merges_into_the_stored_encounter(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    admit = msg("PID|1||E1^^^QSWSY^MR||张^一", "PV1|1|I|内科病区^201^03||||||||||||||||V77^^^QSWSY^VN",
+                control_id="E-1")
+    # the same visit again: a new ward, no location, another patient record (the visit moves to it)
+    update = msg("PID|1||E2^^^QSWSY^MR||张^二", "PV1|1||||||||||||||||||V77^^^QSWSY^VN|||||||||||||||||||||||||"
+                 "20261127093000+0800", type="ADT^A08^ADT_A01", control_id="E-2")
+    first = await engine.receive(codec, admit)
+    second = await engine.receive(codec, update)
+    assert first.outcome is second.outcome is Outcome.APPLIED, (first.message.error, second.message.error)
+    ids = {e.id for r in (first, second) for e in r.message.effects if e.type == "Encounter"}
+    async with server.services.store.read() as repo:
+        stored = await repo.clinical.encounter_by_visit(Identifier("QSWSY", "V77"))
+        moved_to = await repo.patients.by_identifier("QSWSY", "E2")
+        facility = await repo.directory.facility_by_code("QSWSY")
+    assert stored is not None and moved_to is not None and facility is not None
+    assert ids == {stored.id}  # one encounter, touched by both messages
+    assert stored.patient_id == moved_to.id and stored.facility_id == facility.id
+    assert stored.location == "内科病区/201/03" and stored.class_code is not None  # kept: the update left them empty
+    assert stored.start == datetime(2026, 11, 27, 1, 30, tzinfo=UTC)  # added by the update
+    assert stored.identifiers == [Identifier("QSWSY", "V77")]
+
+
 async def test_results_for_a_merged_identifier_reach_the_survivor(store: Store) -> None:
     survivor, merged = Identifier("H", "S1"), Identifier("H", "M1")
     wbc = Observation(patient_id="", code=Coding("6690-2", "http://loinc.org"), value_quantity=Decimal("6.5"))

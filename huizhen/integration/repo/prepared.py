@@ -77,9 +77,10 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
     binds = compiled.binds
     columns: tuple[str, ...] = ()
     results: tuple[Processor, ...] = ()
-    if getattr(statement, "is_select", False):
-        selected = list(statement.selected_columns)
-        columns = tuple(statement.selected_columns.keys())
+    if getattr(statement, "is_select", False) or getattr(statement, "_returning", ()):
+        # a SELECT, or an INSERT/UPDATE … RETURNING: its rows come back the same way
+        selected = list(statement.exported_columns)
+        columns = tuple(statement.exported_columns.keys())
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
     return _Compiled(
         sql=compiled.string,
