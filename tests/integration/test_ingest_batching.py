@@ -121,6 +121,27 @@ async def test_a_duplicate_within_one_batch_is_answered_as_a_duplicate(server: R
     assert page.total == 1
 
 
+async def test_a_duplicate_is_a_duplicate_even_where_applying_it_again_would_fail(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    applied = await engine.receive(codec, adt(9))
+    # the same sender + control id again, with content that fails when applied (no such order)
+    again = await engine.receive(codec, ORPHAN_BOOKING.replace(b"|SIU-X|", b"|B-9|"))
+    assert (applied.message.status, again.message.status) == (MessageStatus.PROCESSED, MessageStatus.DUPLICATE)
+    assert again.answer == applied.answer and again.outcome is Outcome.APPLIED
+
+
+async def test_reprocessing_a_message_applied_since_is_refused(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    failed = await engine.receive(codec, ORPHAN_BOOKING.replace(b"|SIU-X|", b"|R-1|"))
+    resent = await engine.receive(codec, adt(10).replace(b"|B-10|", b"|R-1|"))  # the sender's fix, same id
+    assert (failed.outcome, resent.outcome) == (Outcome.FAILED, Outcome.APPLIED)
+    again = await engine.reprocess(codec, failed.message.id)
+    assert again.outcome is Outcome.FAILED and resent.message.id in (again.message.error or "")
+    async with server.services.store.read() as repo:
+        stored = await repo.journal.get(failed.message.id)
+    assert stored is not None and stored.status is MessageStatus.ERROR
+
+
 async def test_a_facility_registered_by_a_failed_message_is_not_remembered(server: RunningServer) -> None:
     engine, codec = server.services.engine, server.services.codecs["mllp"]
     # A03 registers the unknown sender facility, then fails: no such visit → all rolled back
