@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, bindparam, func, insert, select
+from sqlalchemy import ARRAY, all_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import Conflict
@@ -83,8 +84,23 @@ def _add_in_one() -> Prepared:
     return Prepared(tokens.add_cte(patient, identifiers))
 
 
+def _rename_in_one() -> Prepared:
+    """PostgreSQL: a patient's row updated and its search tokens made ``tokens`` in one statement
+    (was an UPDATE, a DELETE and an INSERT): the tokens no longer named go, the new ones come."""
+    pid = bindparam("pid", type_=_p.c.id.type)
+    tokens = bindparam("tokens", type_=ARRAY(_t.c.token_idx.type))
+    row = ("facility_id", "gender", "phi_enc", "merged_into", "updated_at")
+    updated = (
+        update(_p).where(_p.c.id == pid).values({c: bindparam(c, type_=_p.c[c].type) for c in row}).cte("updated")
+    )
+    gone = delete(_t).where(_t.c.patient_id == pid, _t.c.token_idx != all_(tokens)).cte("gone")
+    added = postgresql.insert(_t).from_select(["patient_id", "token_idx"], select(pid, func.unnest(tokens)))
+    return Prepared(added.on_conflict_do_nothing().add_cte(updated, gone))
+
+
 _t = t.patient_search_tokens
 _ADD_IN_ONE = _add_in_one()
+_RENAME_IN_ONE = _rename_in_one()
 
 
 class Patients(RepoBase):
@@ -136,10 +152,16 @@ class Patients(RepoBase):
             return p  # the message repeats what is stored: no write, no new version
         if added:
             await self._check_unheld(p.id, added)
-        await self._update_row(p)
+        renamed = p.name != before.name
+        if renamed and self.dialect == "postgresql":
+            at = now()
+            p.updated_at = at
+            await self.run(_RENAME_IN_ONE, {"pid": p.id, **self._row(p, at), "tokens": sorted(self._tokens(p))})
+        else:
+            await self._update_row(p)
         if added:
             await self.run_many(_INSERT_IDENTIFIER, self._identifier_rows(p.id, added))
-        if p.name != before.name:
+        if renamed and self.dialect != "postgresql":
             await self.run(_DELETE_TOKENS, {"pid": p.id})
             await self._insert_tokens(p)
         return p
