@@ -173,6 +173,12 @@ class Applier:
     async def _upsert_encounter(self, cmd: UpsertEncounter) -> None:
         patient = await self._patient(cmd.patient)
         enc = cmd.encounter
+        if len(enc.identifiers) == 1:  # one visit number (HL7 PV1-19): one statement merges it
+            own = bool(enc.facility_id)
+            facility = enc.facility_id if own else await self._facility_id(cmd.facility_code)
+            one = dataclasses.replace(enc, patient_id=patient.id, facility_id=facility)
+            self._touched("Encounter", await self.repo.clinical.merge_encounter(one, own_facility=own))
+            return
         stored = None
         for visit in enc.identifiers:
             stored = await self.repo.clinical.encounter_by_visit(visit)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -281,6 +282,10 @@ timeline_events = Table(
     Index("ix_timeline_events_at", "at", "consultation_id", "seq"),  # replay by cursor (subscriptions)
 )
 
+# The inbound engine's channels (HL7 over MLLP, FHIR): each sender + control id is answered once.
+# (DICOM journals every C-STORE of an instance, the same instance again included.)
+ANSWERED_ONCE_CHANNELS = ("mllp", "fhir")
+_ANSWERED = "channel IN ('mllp', 'fhir') AND status IN ('PROCESSED', 'FILTERED')"
 messages = Table(
     "messages",
     metadata,
@@ -299,6 +304,10 @@ messages = Table(
     Column("processed_at", UTCDateTime),
     Index("ix_messages_sender_control", "sender", "control_id"),
     Index("ix_messages_channel_received", "channel", "received_at"),
+    # a sender + control id is answered once on the engine's channels: a second PROCESSED/FILTERED
+    # row is a duplicate that slipped past the engine's check (a race, or a first run trusting this)
+    Index("uq_messages_answered", "sender", "control_id", unique=True,
+          postgresql_where=text(_ANSWERED), sqlite_where=text(_ANSWERED)),
 )
 
 audit_events = Table(

@@ -124,6 +124,27 @@ async def test_a_duplicate_within_one_batch_is_answered_as_a_duplicate(server: R
     assert page.total == 1
 
 
+async def test_a_duplicate_is_a_duplicate_even_where_applying_it_again_would_fail(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    applied = await engine.receive(codec, adt(9))
+    # the same sender + control id again, with content that fails when applied (no such order)
+    again = await engine.receive(codec, ORPHAN_BOOKING.replace(b"|SIU-X|", b"|B-9|"))
+    assert (applied.message.status, again.message.status) == (MessageStatus.PROCESSED, MessageStatus.DUPLICATE)
+    assert again.answer == applied.answer and again.outcome is Outcome.APPLIED
+
+
+async def test_reprocessing_a_message_applied_since_is_refused(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    failed = await engine.receive(codec, ORPHAN_BOOKING.replace(b"|SIU-X|", b"|R-1|"))
+    resent = await engine.receive(codec, adt(10).replace(b"|B-10|", b"|R-1|"))  # the sender's fix, same id
+    assert (failed.outcome, resent.outcome) == (Outcome.FAILED, Outcome.APPLIED)
+    again = await engine.reprocess(codec, failed.message.id)
+    assert again.outcome is Outcome.FAILED and resent.message.id in (again.message.error or "")
+    async with server.services.store.read() as repo:
+        stored = await repo.journal.get(failed.message.id)
+    assert stored is not None and stored.status is MessageStatus.ERROR
+
+
 async def test_a_facility_registered_by_a_failed_message_is_not_remembered(server: RunningServer) -> None:
     engine, codec = server.services.engine, server.services.codecs["mllp"]
     # A03 registers the unknown sender facility, then fails: no such visit → all rolled back
@@ -137,6 +158,29 @@ async def test_a_facility_registered_by_a_failed_message_is_not_remembered(serve
         facility = await repo.directory.facility_by_code("NEWF")
         patient = await repo.patients.by_identifier("NEWF", "B8")
     assert facility is not None and patient is not None and patient.facility_id == facility.id
+
+
+async def test_a_visit_sent_again_merges_into_the_stored_encounter(server: RunningServer) -> None:
+    engine, codec = server.services.engine, server.services.codecs["mllp"]
+    admit = msg("PID|1||E1^^^QSWSY^MR||张^一", "PV1|1|I|内科病区^201^03||||||||||||||||V77^^^QSWSY^VN",
+                control_id="E-1")
+    # the same visit again: a new ward, no location, another patient record (the visit moves to it)
+    update = msg("PID|1||E2^^^QSWSY^MR||张^二", "PV1|1||||||||||||||||||V77^^^QSWSY^VN|||||||||||||||||||||||||"
+                 "20261127093000+0800", type="ADT^A08^ADT_A01", control_id="E-2")
+    first = await engine.receive(codec, admit)
+    second = await engine.receive(codec, update)
+    assert first.outcome is second.outcome is Outcome.APPLIED, (first.message.error, second.message.error)
+    ids = {e.id for r in (first, second) for e in r.message.effects if e.type == "Encounter"}
+    async with server.services.store.read() as repo:
+        stored = await repo.clinical.encounter_by_visit(Identifier("QSWSY", "V77"))
+        moved_to = await repo.patients.by_identifier("QSWSY", "E2")
+        facility = await repo.directory.facility_by_code("QSWSY")
+    assert stored is not None and moved_to is not None and facility is not None
+    assert ids == {stored.id}  # one encounter, touched by both messages
+    assert stored.patient_id == moved_to.id and stored.facility_id == facility.id
+    assert stored.location == "内科病区/201/03" and stored.class_code is not None  # kept: the update left them empty
+    assert stored.start == datetime(2026, 11, 27, 1, 30, tzinfo=UTC)  # added by the update
+    assert stored.identifiers == [Identifier("QSWSY", "V77")]
 
 
 async def test_results_for_a_merged_identifier_reach_the_survivor(store: Store) -> None:

@@ -73,6 +73,28 @@ def _upsert_encounter(insert: Any) -> Prepared:
 
 # one statement whether the visit is new or known (the id decides), instead of a look then a write
 _UPSERT_ENCOUNTER = {"sqlite": _upsert_encounter(sqlite.insert), "postgresql": _upsert_encounter(postgresql.insert)}
+_KEPT_WHEN_EMPTY = ("status", "class_code", "department", "location", "attending_id")
+
+
+def _merge_encounter(insert: Any, *, own_facility: bool) -> Prepared:
+    """Add a visit, or merge it into the stored one with its visit number: the unique visit index
+    decides, in one round trip. The merge is :meth:`Applier._upsert_encounter`'s: what the message
+    leaves empty keeps what is stored, the stored id and identifiers stay, the patient is the message's;
+    the facility is the encounter's own, else the stored one, else the one given (``own_facility``)."""
+    stmt = insert(_e)
+    new = stmt.excluded
+    merged: dict[str, Any] = {c: func.coalesce(func.nullif(new[c], ""), _e.c[c]) for c in _KEPT_WHEN_EMPTY}
+    merged.update(start=func.coalesce(new.start, _e.c.start), end=func.coalesce(new.end, _e.c.end),
+                  patient_id=new.patient_id)
+    merged["facility_id"] = new.facility_id if own_facility else func.coalesce(_e.c.facility_id, new.facility_id)
+    return Prepared(stmt.on_conflict_do_update(index_elements=[_e.c.visit_idx], set_=merged).returning(_e.c.id))
+
+
+_MERGE_ENCOUNTER = {
+    (name, own): _merge_encounter(insert, own_facility=own)
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+    for own in (False, True)
+}
 
 
 class Clinical(RepoBase):
@@ -87,6 +109,19 @@ class Clinical(RepoBase):
         }
         await self.run(_UPSERT_ENCOUNTER[self.dialect], values)
         return e
+
+    async def merge_encounter(self, e: Encounter, *, own_facility: bool) -> str:
+        """Add ``e`` (one visit number) or merge it into the stored encounter with that visit
+        number (see :func:`_merge_encounter`); the id of the one stored."""
+        visit = e.identifiers[0]
+        rows = await self.run(_MERGE_ENCOUNTER[(self.dialect, own_facility)], {
+            "id": e.id, "patient_id": e.patient_id, "identifiers": identifiers_to_json(e.identifiers),
+            "visit_idx": self.keyring.blind_index(visit.system, visit.value),
+            "status": e.status, "class_code": e.class_code, "facility_id": e.facility_id,
+            "department": e.department, "location": e.location, "attending_id": e.attending_id,
+            "start": e.start, "end": e.end,
+        })
+        return str(rows[0]["id"])
 
     async def encounter_by_visit(self, visit: Identifier) -> Encounter | None:
         key = self.keyring.blind_index(visit.system, visit.value)

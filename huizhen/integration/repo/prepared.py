@@ -16,8 +16,9 @@ inside the same transaction as the caller's ``AsyncConnection``.
 Where the driver cannot be reached safely the statement runs through
 SQLAlchemy as usual, with the same result: a driver other than those two, a
 statement that needs SQLAlchemy's execution (an expanding IN, a column default
-computed in Python), or an asyncpg connection whose transaction SQLAlchemy has
-not begun yet (its adapter sends BEGIN with the first statement it runs).
+computed in Python), or an asyncpg connection outside a transaction. (Where
+SQLAlchemy has begun one, its asyncpg adapter sends BEGIN lazily, with the
+first statement it runs; a first statement run here sends it the same way.)
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
     binds = compiled.binds
     columns: tuple[str, ...] = ()
     results: tuple[Processor, ...] = ()
-    if getattr(statement, "is_select", False):
-        selected = list(statement.selected_columns)
-        columns = tuple(statement.selected_columns.keys())
+    if getattr(statement, "is_select", False) or getattr(statement, "_returning", ()):
+        # a SELECT, or an INSERT/UPDATE … RETURNING: its rows come back the same way
+        selected = list(statement.exported_columns)
+        columns = tuple(statement.exported_columns.keys())
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
     return _Compiled(
         sql=compiled.string,
@@ -182,9 +184,19 @@ async def _driver(conn: AsyncConnection) -> Any:
     if isinstance(driver, InlineConnection):
         sqlite = driver.sqlite
         return _Sqlite(sqlite) if sqlite is not None else None
-    if conn.dialect.driver == "asyncpg" and getattr(adapter, "_transaction", None) is not None:
-        return driver
-    return None
+    if conn.dialect.driver != "asyncpg":
+        return None
+    if getattr(adapter, "_transaction", None) is None and conn.in_transaction():
+        # SQLAlchemy began the transaction but its adapter sends BEGIN with the first statement it
+        # runs: send it here the way the adapter does (its own coroutine, no greenlet), so that
+        # the first statement of a transaction goes to the driver too
+        start = getattr(adapter, "_start_transaction", None)
+        if start is None or getattr(adapter, "isolation_level", None) == "autocommit":
+            return None
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await start()
+    return driver if getattr(adapter, "_transaction", None) is not None else None
 
 
 def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
