@@ -318,3 +318,38 @@ async def test_batched_jobs_mixing_sqlalchemy_and_driver_statements_commit_or_ro
     async with store.read() as repo:
         rows = (await repo.conn.execute(text("SELECT code, name FROM facilities ORDER BY code"))).all()
     assert [tuple(r) for r in rows] == [("A", "A*"), ("B", "B!")]
+
+
+async def test_upgrade_keeps_messages_answered_twice_before_the_unique_index(db_url: str, keyring: Any) -> None:
+    """0008's unique index: a database holding one sender + control id answered twice (a reprocess
+    after a resend, before the index) upgrades, keeps both rows, and refuses a third."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    from huizhen.integration import migrate
+
+    await asyncio.to_thread(command.downgrade, migrate.alembic_config(db_url), "0007")
+    store = Store(db_url, keyring)
+    try:
+        def row(n: int, status: str = "PROCESSED") -> dict[str, Any]:
+            return {"id": f"{n:032x}", "channel": "mllp", "sender": "HIS|QSWSY",
+                    "control_id": "MSG1", "type": "ADT^A01", "raw_enc": b"x", "status": status, "effects": [],
+                    "received_at": datetime(2026, 12, 1, 8, n, tzinfo=UTC)}
+
+        async with store.engine.begin() as conn:
+            await conn.execute(tables.messages.insert(), [row(1), row(2), row(3, "DUPLICATE")])
+    finally:
+        await store.close()
+    await asyncio.to_thread(migrate.upgrade, db_url)
+    store = Store(db_url, keyring)
+    try:
+        async with store.engine.connect() as conn:
+            kept = (await conn.execute(text("SELECT status FROM messages ORDER BY id"))).scalars().all()
+        assert kept == ["PROCESSED", "PROCESSED", "DUPLICATE"]
+        with pytest.raises(IntegrityError):
+            async with store.engine.begin() as conn:
+                await conn.execute(tables.messages.insert(), [row(4)])
+        async with store.engine.begin() as conn:  # another control id is answered once as before
+            await conn.execute(tables.messages.insert(), [{**row(5), "control_id": "MSG2"}])
+    finally:
+        await store.close()
