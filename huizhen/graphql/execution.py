@@ -25,8 +25,10 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLLeafType, GraphQLNonNull, GraphQLObjectType, Undefined, is_leaf_type
 from graphql.execution.middleware import MiddlewareManager
+from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryOptional
 from strawberry.types.field import StrawberryField
 
 _NOT_LEAN = (None, None, False)
@@ -105,6 +107,15 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return _merged_later(grouped_field_set, values, found)
         return _merged(grouped_field_set, values, found)
 
+    def get_stream_usage(self, field_details_list: Any, path: Any) -> Any:
+        """No ``@stream`` on a list field that carries no directive at all: answered without
+        graphql-core's look-up, which misses (a raised ``KeyError``) and reads the directives again
+        for every list of every row, ~150 a work-list page. graphql-core, too, reads only the first
+        node (validation makes the others equivalent)."""
+        if not field_details_list[0].node.directives:
+            return None
+        return super().get_stream_usage(field_details_list, path)
+
     def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Step] | None:
         """The steps for this field set (None when no field is plain), kept for the request with
         the set itself, so that its id stays its own."""
@@ -131,3 +142,84 @@ def _merged(order: Any, values: dict[str, Any], found: dict[str, Any]) -> dict[s
 
 async def _merged_later(order: Any, values: dict[str, Any], found: Any) -> dict[str, Any]:
     return _merged(order, values, await found)
+
+
+# Argument types a direct resolver hands over as graphql-core coerced them (strawberry's own
+# conversion of these is the identity; input types, enums and IDs are left to it)
+_PLAIN_ARGUMENTS = (int, str, float, bool)
+
+
+def install_direct_resolvers(schema: Any) -> int:
+    """Resolver fields answered without strawberry's per-call chain; how many were installed.
+
+    strawberry calls a resolver through some ten frames (its ``Info``, the arguments' conversion,
+    the field extensions chained with ``functools.partial``, the permission extension, the
+    resolver wrapper): a work-list page has some 200 relation fields (``patient``, ``expert``,
+    ``observations``…), and the chain cost more than the resolvers themselves. A field takes the
+    direct way when it is
+
+    * a plain (not ``async``) resolver taking ``self`` and ``info`` and arguments of plain
+      scalar types (int, str, float, bool, optional or not), no ``root``/``parent``;
+    * guarded, if at all, only by :func:`huizhen.graphql.guard.can` permissions
+      (``needs = (object, action)``), with no other field extension;
+    * in a schema without exception handlers.
+
+    The direct resolver asks the request's authorizer what ``can`` would ask; on a "no" it hands
+    over to strawberry's own resolver, so a denial is audited and answered ``FORBIDDEN`` exactly
+    as before. graphql-core still completes the value (paths, errors, nulls are its own).
+    """
+    converter = schema.schema_converter
+    installed = 0
+    for gql_type in schema._schema.type_map.values():
+        if not isinstance(gql_type, GraphQLObjectType) or gql_type.name.startswith("__"):
+            continue
+        for field_def in gql_type.fields.values():
+            field = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            direct = _direct(converter, field, field_def) if isinstance(field, StrawberryField) else None
+            if direct is not None:
+                field_def.resolve = direct
+                installed += 1
+    return installed
+
+
+def _direct(converter: Any, field: StrawberryField, field_def: GraphQLField) -> Any:
+    resolver = field.base_resolver
+    if (
+        resolver is None or field.is_async or field.is_subscription or field_def.resolve is None
+        or resolver.root_parameter is not None or resolver.parent_parameter is not None
+        or resolver.self_parameter is None or converter._get_field_exception_handlers(field)
+    ):
+        return None
+    needs: list[tuple[str, str]] = []
+    for extension in field.extensions:
+        if not isinstance(extension, PermissionExtension) or extension.fail_silently:
+            return None
+        for permission in extension.permissions:
+            found = getattr(type(permission), "needs", None)
+            if not (isinstance(found, tuple) and len(found) == 2):
+                return None
+            needs.append(found)
+    names: list[tuple[str, str]] = []  # (GraphQL name, Python name)
+    for argument in field.arguments:
+        kind = argument.type.of_type if isinstance(argument.type, StrawberryOptional) else argument.type
+        if kind not in _PLAIN_ARGUMENTS:
+            return None
+        names.append((converter.config.name_converter.get_graphql_name(argument), argument.python_name))
+    if len(names) != len(field_def.args):
+        return None
+    full = field_def.resolve
+    func: Any = resolver.wrapped_func
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    info_class: Any = converter.config.info_class
+
+    def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
+        context = info.context
+        for obj, action in needs:
+            if not context.allowed(obj, action):
+                return full(source, info, **kwargs)  # strawberry's way: the denial audited, FORBIDDEN
+        arguments = {python: kwargs[gql] for gql, python in names if gql in kwargs}
+        if info_name is not None:
+            arguments[info_name] = info_class(_raw_info=info, _field=field)
+        return func(source, **arguments)
+
+    return resolve

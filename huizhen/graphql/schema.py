@@ -19,7 +19,7 @@ from strawberry.tools import merge_types
 from huizhen.graphql.access import AccessMutation, AccessQuery
 from huizhen.graphql.documents import DocumentCache, Documents
 from huizhen.graphql.errors import ErrorCodes
-from huizhen.graphql.execution import LeanExecutionContext
+from huizhen.graphql.execution import LeanExecutionContext, install_direct_resolvers
 from huizhen.graphql.guard import (
     AuditFlush,
     can,
@@ -307,7 +307,7 @@ def build_schema(
     documents = Documents(maxsize=256)
     limits = [*QueryDepthLimiter(max_depth=max_depth).validation_rules,
               *MaxAliasesLimiter(max_alias_count=30).validation_rules]
-    return _Schema(
+    schema = _Schema(
         query=Query,
         mutation=merge_types(
             "Mutation", (Mutation, AccessMutation, ImagingMutation, ServicesMutation, SecurityMutation)
@@ -330,3 +330,5 @@ def build_schema(
             lambda: ValidationCache(maxsize=256),
         ],
     )
+    install_direct_resolvers(schema)
+    return schema

@@ -48,8 +48,8 @@ class AuditBuffer:
         if key in self._seen and detail is None:  # one row per entity read, however often a query touches it
             return
         self._seen.add(key)
-        self.events.append(AuditEvent(
-            at=datetime.now(UTC), actor=self.actor, roles=list(self.roles), action=action, outcome=outcome,
+        self.events.append(AuditEvent(  # one list of roles for the request's events: the insert converts it once
+            at=datetime.now(UTC), actor=self.actor, roles=self.roles, action=action, outcome=outcome,
             entity_type=entity_type, entity_id=entity_id, detail=detail, source=self.source,
             domain=self.domain,
         ))

@@ -121,3 +121,17 @@ def test_an_attribute_that_raises_and_mixed_fields_answer_as_the_full_path() -> 
     assert lean.data == full.data and lean.data is not None
     assert list(lean.data["rows"][0]) == ["count", "shout", "name", "c", "n"]  # the query's order
     assert errors(lean) == errors(full) and errors(lean)[0][1] == ["fragile", "name"]
+
+
+def test_stream_still_streams_a_list_that_asks_for_it() -> None:
+    """Lists without directives skip graphql-core's ``@stream`` look-up; one with ``@stream`` streams."""
+    import asyncio
+
+    from strawberry.schema.config import StrawberryConfig
+
+    ROWS[:] = [Row(name=n, nickname=None, count=1, colour=Colour.RED) for n in "abc"]
+    schema = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext,
+                               config=StrawberryConfig(enable_experimental_incremental_execution=True))
+    streamed = asyncio.run(schema.execute("{ rows @stream(initialCount: 1) { name } }"))
+    assert streamed.initial_result.data == {"rows": [{"name": "a"}]}  # type: ignore[union-attr]
+    assert schema.execute_sync("{ rows { name } }").data == {"rows": [{"name": n} for n in "abc"]}

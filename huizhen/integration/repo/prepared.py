@@ -148,7 +148,7 @@ async def run_many(conn: AsyncConnection, prepared: Prepared, rows: Sequence[Map
     if driver is None:
         await conn.execute(prepared.statement, [dict(r) for r in rows])
         return
-    batch = [_args(compiled, r) for r in rows]
+    batch = _batch_args(compiled, rows)
     try:
         if isinstance(driver, _Sqlite):
             driver.connection.executemany(compiled.sql, batch).close()
@@ -206,6 +206,31 @@ def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
         value = params[name] if name in params else defaults.get(name)
         args.append(process(value) if process is not None else value)
     return args
+
+
+def _batch_args(compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Each row's arguments, as ``_args``; a value that is the very object the row before held
+    (a request's audit events share one list of roles) is converted once, not once a row."""
+    batch = []
+    defaults = compiled.defaults
+    last: list[Any] = [_UNSET] * len(compiled.order)
+    last_args: list[Any] = [None] * len(compiled.order)
+    for params in rows:
+        args = []
+        for i, (name, process) in enumerate(zip(compiled.order, compiled.binds, strict=True)):
+            value = params[name] if name in params else defaults.get(name)
+            if process is None:
+                args.append(value)
+            elif value is last[i]:
+                args.append(last_args[i])
+            else:
+                last[i], last_args[i] = value, process(value)
+                args.append(last_args[i])
+        batch.append(args)
+    return batch
+
+
+_UNSET: Any = object()
 
 
 def _row(compiled: _Compiled, values: Sequence[Any]) -> Row:
