@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from huizhen.adapters.fhir_codec import CHANNEL, Step, Submission, decode, plan
 from huizhen.adapters.fhir_errors import FhirHttpError, failure, status_of
 from huizhen.adapters.fhir_read import STORED_AS, read_effect
@@ -98,6 +100,15 @@ class FhirWriter:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def submit(self, request: FhirRequest, *, actor: Actor, peer: str | None, prefer: str = "") -> FhirAnswer:
+        try:
+            return await self._submit(request, actor, peer, prefer)
+        except IntegrityError:
+            # the same bytes from the same sender, answered meanwhile by a concurrent request: the
+            # journal answers a sender + control id once (uq_messages_answered), so this run rolled
+            # back whole; run again, it now finds that answer and is journaled DUPLICATE
+            return await self._submit(request, actor, peer, prefer)
+
+    async def _submit(self, request: FhirRequest, actor: Actor, peer: str | None, prefer: str) -> FhirAnswer:
         raw = request.encode()
         msg = Message(channel=CHANNEL, raw=raw, received_at=self.clock(), peer=peer, sender=request.sender,
                       control_id=control_id(raw), type=f"{request.method} {request.resource_type or 'Bundle'}")

@@ -114,7 +114,8 @@ def test_mappings_reload_and_dry_run(instance: Instance, tmp_path: Path) -> None
     assert ok.returncode == 0 and ok.stdout.startswith("reloaded:")
 
 
-async def _fill_journal(url: str, keys: Path, n: int, at: datetime) -> None:
+async def _fill_journal(url: str, keys: Path, n: int, at: datetime, tag: str) -> None:
+    """``n`` answered messages received ``at``, control ids ``{tag}-0`` … (one answer per sender + id)."""
     store = Store(url, load_or_create_keyring(keys))
     try:
         for start in range(0, n, 500):
@@ -122,7 +123,7 @@ async def _fill_journal(url: str, keys: Path, n: int, at: datetime) -> None:
                 for i in range(start, min(n, start + 500)):
                     await repo.journal.add(Message(
                         channel="mllp", raw=os.urandom(2048), received_at=at, status=MessageStatus.PROCESSED,
-                        control_id=f"OLD-{i}", sender="HIS^QSWSY", type="ADT^A01",
+                        control_id=f"{tag}-{i}", sender="HIS^QSWSY", type="ADT^A01",
                     ))
     finally:
         await store.close()
@@ -146,8 +147,8 @@ def test_prune_deletes_old_messages_and_gives_space_back(instance: Instance) -> 
     instance.run("db", "upgrade")
     url = instance.env.get("HUIZHEN_DATABASE_URL") or f"sqlite+aiosqlite:///{(data / 'huizhen.db').resolve()}"
     old = datetime(2025, 1, 1, tzinfo=UTC)
-    asyncio.run(_fill_journal(url, data, 3000, old))
-    asyncio.run(_fill_journal(url, data, 10, datetime.now(UTC) - timedelta(days=1)))
+    asyncio.run(_fill_journal(url, data, 3000, old, "OLD"))
+    asyncio.run(_fill_journal(url, data, 10, datetime.now(UTC) - timedelta(days=1), "RECENT"))
     db = data / "huizhen.db"
     size_before = db.stat().st_size if "HUIZHEN_DATABASE_URL" not in instance.env else 0
     out = instance.run("messages", "prune", "--before", "2025-06-01", "--yes")

@@ -4,6 +4,7 @@ as FHIR, the CapabilityStatement, and reprocessing a journaled FHIR message."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -173,6 +174,25 @@ async def test_logical_ids_conditional_writes_and_duplicates(server: RunningServ
         assert found is not None
         observations = (await repo.clinical.observations_for_patients([found.id]))[found.id]
     assert len(observations) == 2 and duplicates.total == 1
+
+
+async def test_the_same_request_sent_twice_at_once_is_applied_once(
+    server: RunningServer, his: httpx.AsyncClient
+) -> None:
+    """Two copies of one request in flight together: one applies, the other is its DUPLICATE and gets
+    the same answer, whichever reached the journal first (the journal answers a sender + request once)."""
+    put = await his.put("/Patient/his-88", json={**patient("D1"), "id": "his-88"})
+    assert put.status_code == 200
+    hz = location_path(put)
+    answers = await asyncio.gather(*(his.post("/Observation", json=glucose("Patient/his-88")) for _ in range(4)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({location_path(a) for a in answers}) == 1
+    async with server.services.store.read() as repo:
+        observations = (await repo.clinical.observations_for_patients([hz.split("/")[1]]))[hz.split("/")[1]]
+        processed = await repo.journal.search(channel="fhir", status=MessageStatus.PROCESSED)
+        duplicates = await repo.journal.search(channel="fhir", status=MessageStatus.DUPLICATE)
+    assert len(observations) == 1
+    assert (processed.total, duplicates.total) == (2, 3)  # the PUT and one POST; three copies
 
 
 async def test_searches_page_with_next_links(server: RunningServer, his: httpx.AsyncClient) -> None:
