@@ -67,15 +67,11 @@ class Transactions(Protocol):
     async def savepoint(self, conn: AsyncConnection, *statements: str) -> None:
         """Run ``SAVEPOINT``/``RELEASE``/``ROLLBACK TO`` statements in order."""
 
-    async def lock(self, conn: AsyncConnection, keys: list[str]) -> None:
-        """Hold a lock on each of ``keys`` until the transaction on ``conn`` ends."""
-
 
 @dataclass(eq=False)
 class _Pending(Generic[T]):
     job: Job[T]
     future: asyncio.Future[T]
-    key: str | None = None
     result: Any = None
     error: BaseException | None = None
     retried: bool = False
@@ -107,16 +103,13 @@ class GroupCommit:
         self.batches = 0  # totals, for tests and the metrics layer
         self.jobs = 0
 
-    async def run(self, job: Job[T], *, key: str | None = None) -> T:
-        """Run ``job`` in a write transaction; return its result once that is committed.
-
-        ``key``: jobs with the same key never run in two transactions at once (where the
-        database has several writers); the batch takes the locks of all its keys in one call."""
+    async def run(self, job: Job[T]) -> T:
+        """Run ``job`` in a write transaction; return its result once that is committed."""
         if self._closed:
             raise RuntimeError("the store is closed")
         loop = asyncio.get_running_loop()
         self._start_writers(loop)
-        pending: _Pending[T] = _Pending(job, loop.create_future(), key)
+        pending: _Pending[T] = _Pending(job, loop.create_future())
         self._queue.append(pending)
         self._wakeup.set()
         # A caller that gives up (cancelled) leaves its job to run or be skipped;
@@ -184,9 +177,6 @@ class GroupCommit:
                     self.jobs += len(batch)
                     try:
                         async with self._tx.transaction(conn):
-                            keys = [p.key for p in batch if p.key is not None]
-                            if keys:
-                                await self._tx.lock(conn, keys)
                             await self._run(conn, batch)
                     except _JobFailed as failed:  # rolled back: the others run again without it
                         pending = failed.pending

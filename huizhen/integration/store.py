@@ -20,22 +20,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, Text, bindparam, event, func, select, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from huizhen.integration import jsonio
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.group_commit import GroupCommit, Job
-from huizhen.integration.repo import Repository, prepared
-from huizhen.integration.repo.prepared import Prepared, connections
+from huizhen.integration.repo import Repository
+from huizhen.integration.repo.prepared import connections
 from huizhen.integration.sqlite_inline import InlineConnection, inline_creator
 from huizhen.integration.write_lock import FileWriteLock
 
 _WRITE = "huizhen_write"
-_KEY = func.unnest(bindparam("keys", type_=ARRAY(Text))).column_valued("lock_key")
-# one statement for a whole batch: a transaction-scoped advisory lock per key, in key order
-_ADVISORY_LOCKS = Prepared(select(func.pg_advisory_xact_lock(func.hashtextextended(_KEY, 0))).order_by(_KEY))
 _PG_WRITERS = 2  # measured: 2 beat 1 by a quarter; 4 let batches deadlock (a 1 s stall each)
 T = TypeVar("T")
 
@@ -74,14 +71,13 @@ class Store:
             async with conn.begin():
                 yield Repository(conn, self.keyring, self.dialect)
 
-    async def batched(self, job: Job[T], *, key: str | None = None) -> T:
+    async def batched(self, job: Job[T]) -> T:
         """Run ``job`` in a write transaction shared with other callers; its result after the commit.
 
         ``job`` may run more than once (when its batch fails as a whole), so it
-        must keep its effects inside the repository it is handed. Jobs with the same
-        ``key`` never overlap in two transactions (PostgreSQL: an advisory lock).
+        must keep its effects inside the repository it is handed.
         """
-        return await self._group.run(job, key=key)
+        return await self._group.run(job)
 
     # -- what the group commit needs (huizhen.integration.group_commit.Transactions): its
     # writer holds a connection while jobs keep coming, and takes the write lock per batch
@@ -136,11 +132,6 @@ class Store:
                 sqlite.execute(statement).close()
             else:
                 await conn.exec_driver_sql(statement)
-
-    async def lock(self, conn: AsyncConnection, keys: list[str]) -> None:
-        if self.dialect == "postgresql":  # SQLite: one writer at a time already
-            # in a fixed order, so that two batches holding the same keys never deadlock
-            await prepared.run(conn, _ADVISORY_LOCKS, {"keys": sorted(set(keys))})
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Repository]:

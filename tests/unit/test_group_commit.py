@@ -28,7 +28,6 @@ class FakeDatabase:
     commits: int = 0
     fail_commits: int = 0  # the next N commits fail (a full disk, a lost connection)
     savepoint_calls: int = 0
-    locks: list[list[str]] = field(default_factory=list)  # the keys each batch locked
     sessions: int = 0  # connections taken
 
 
@@ -66,10 +65,6 @@ class FakeTransactions:
 
     def repository(self, conn: Any) -> Any:
         return FakeRepo(self.db)
-
-    async def lock(self, conn: Any, keys: list[str]) -> None:
-        assert self.db.pending == []  # before any job of the batch
-        self.db.locks.append(keys)
 
     async def savepoint(self, conn: Any, *statements: str) -> None:
         assert self.db.pending is not None
@@ -111,17 +106,6 @@ async def test_answers_come_after_the_commit_in_arrival_order(group: tuple[Group
     await asyncio.gather(*(caller(n) for n in range(10)))
     assert db.committed == [f"m{n}" for n in range(10)]
     assert db.commits < 10 and gc.jobs == 10  # queued together, committed together
-    await gc.close()
-
-
-async def test_a_batch_locks_the_keys_of_its_jobs_once_before_they_run(
-    group: tuple[GroupCommit, FakeDatabase],
-) -> None:
-    gc, db = group
-    keys = [f"HIS\x1fC{n % 3}" if n % 2 else None for n in range(6)]
-    await asyncio.gather(*(gc.run(writing(f"m{n}"), key=k) for n, k in enumerate(keys)))
-    assert sorted(k for batch in db.locks for k in batch) == sorted(k for k in keys if k is not None)
-    assert len(db.locks) <= db.commits
     await gc.close()
 
 
