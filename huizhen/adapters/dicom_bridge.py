@@ -27,15 +27,10 @@ class LoopBridge:
         self.loop = loop
 
     def call(self, coro: Coroutine[Any, Any, T], *, timeout: float) -> T:
-        """Run ``coro`` on the loop from another thread; its exception is raised here."""
-        return self.wait(self.submit(coro), timeout=timeout)
+        """Run ``coro`` on the loop from another thread; its exception is raised here.
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Start ``coro`` on the loop and return at once, so this thread can work meanwhile."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def wait(self, future: concurrent.futures.Future[T], *, timeout: float) -> T:
-        """The result of a :meth:`submit`; past ``timeout`` it is cancelled and :class:`BridgeTimeout` raised."""
+        Past ``timeout`` it is cancelled and :class:`BridgeTimeout` raised."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError as exc:

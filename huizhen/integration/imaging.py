@@ -139,12 +139,9 @@ class ImagingIndexer:
         return msg
 
     async def _index_once(self, item: ReceivedInstance) -> tuple[Indexed, list[Event]]:
-        async def job(repo: Repository) -> tuple[Indexed, list[Event], StudyRef]:
-            return await self._apply(repo, item)
-
         # group commit: the instances of every association arriving meanwhile share one transaction
         # and one commit (fsync); this one's answer still waits for that commit
-        indexed, events, ref = await self.store.batched(job)
+        indexed, events, ref = await self.store.batched(lambda repo: self._apply(repo, item))
         self._remember(item.series.series_instance_uid, ref)
         return indexed, events
 
