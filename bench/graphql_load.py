@@ -15,20 +15,27 @@ facilities), start ``huizhen serve`` as a child process, then
 Prints JSON; asserts nothing. Targets (2 cores): work-list p99 < 100 ms,
 fan-out to 1,000 subscribers p99 < 500 ms.
 
+The work-list's clients are lean (raw asyncio streams, keep-alive, orjson; ``--client httpx``
+for the former httpx ones): the load generator shares the two cores, so it reports its own CPU
+per request (``client_cpu_ms_per_request``) beside the server's.
+
 ``--http-workers 1 2`` runs the same seeded store (a fresh copy each run) with
 ``HUIZHEN_HTTP_WORKERS`` = 1, then 2, back to back; each run reports the
 server's CPU seconds (all its processes) for the work-list, and per request.
 
     python bench/graphql_load.py [--n 10000] [--clients 8] [--requests 400] [--subscribers 1000]
-                                 [--http-workers 1 [2 …]] [--postgres postgresql+asyncpg://…]
+                                 [--http-workers 1 [2 …]] [--client lean httpx] [--seed-dir DIR]
+                                 [--postgres postgresql+asyncpg://…]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,12 +85,75 @@ def pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 2)
 
 
-async def worklist(base: str, token: str, clients: int, requests: int) -> dict[str, Any]:
+class _Lean:
+    """One keep-alive HTTP/1.1 connection posting the work-list query: the request bytes built
+    once per cursor, the answer framed by its Content-Length and read with orjson, so that the
+    load generator spends little of the two cores the server needs (httpx + json took several
+    ms of CPU per request)."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.head = (f"POST /graphql HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: ").encode()
+        self.requests: dict[str | None, bytes] = {}
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def request(self, after: str | None) -> bytes:
+        data = self.requests.get(after)
+        if data is None:
+            body = orjson.dumps({"query": WORKLIST, "variables": {"after": after}})
+            data = self.requests[after] = self.head + str(len(body)).encode() + b"\r\n\r\n" + body
+        return data
+
+    async def post(self, after: str | None) -> Any:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(self.request(after))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError(f"no Content-Length in {head[:200]!r}")
+        return orjson.loads(await self.reader.readexactly(length))
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+async def worklist(base: str, token: str, clients: int, requests: int, lean: bool = True) -> dict[str, Any]:
+    """``clients`` closed-loop clients, each on its own keep-alive connection, following cursors."""
     latencies: list[float] = []
     errors = 0
     per_client = requests // clients
+    host, port = base.removeprefix("http://").rsplit(":", 1)
 
-    async def client(k: int) -> None:
+    async def client_lean(k: int) -> None:
+        nonlocal errors
+        http = _Lean(host, int(port), token)
+        try:
+            after = None
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                body = await http.post(after)
+                latencies.append(time.perf_counter() - t0)
+                if body.get("errors"):
+                    errors += 1
+                    after = None
+                    continue
+                page = body["data"]["consultations"]
+                after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+        finally:
+            await http.close()
+
+    async def client_httpx(k: int) -> None:
         nonlocal errors
         async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
             after = None
@@ -100,14 +171,26 @@ async def worklist(base: str, token: str, clients: int, requests: int) -> dict[s
 
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
         await http.post("/graphql", json={"query": WORKLIST, "variables": {"after": None}})  # warm-up
+    client = client_lean if lean else client_httpx
+    cpu0 = _own_cpu_s()
     t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - t0
+    client_cpu = _own_cpu_s() - cpu0
     return {
+        "client": "lean" if lean else "httpx",
         "clients": clients, "requests": len(latencies), "errors": errors, "page_size": 50,
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "latency_ms_p50": round(statistics.median(latencies) * 1000, 2), "latency_ms_p99": pct(latencies, 0.99),
+        "client_cpu_s": round(client_cpu, 2),
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / max(1, len(latencies)), 2),
     }
+
+
+def _own_cpu_s() -> float:
+    """This process's CPU (user + system), the load generator's own cost."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def fanout(base: str, token: str, subscribers: int, probes: list[str], measured: str) -> dict[str, Any]:
@@ -226,7 +309,13 @@ def copy_of(url: str, seeded: str, tmp: Path, postgres: str | None) -> str:
     return make_url(url).set(database=name).render_as_string(False)
 
 
-def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _seed(url: str, tmp: Path, args: argparse.Namespace) -> tuple[Path, str, float | None]:
+    """The data folder and the seeded SQLite file to copy for each run; with ``--seed-dir`` a seed
+    made before with the same ``--n`` is used again (SQLite only)."""
+    kept = args.seed_dir if args.seed_dir is not None and url.startswith("sqlite") else None
+    if kept is not None and (kept / "seed.json").exists() \
+            and json.loads((kept / "seed.json").read_text()).get("n") == args.n:
+        return kept / "data", str(kept / "seeded.db"), None
     data = tmp / f"data-{secrets.token_hex(3)}"
     data.mkdir(mode=0o700)
     migrate.upgrade(url)
@@ -238,6 +327,19 @@ def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str,
         for suffix in ("", "-wal"):
             if Path(url.split("///", 1)[1] + suffix).exists():
                 shutil.copyfile(url.split("///", 1)[1] + suffix, seeded_file + suffix)
+    if kept is not None:
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        shutil.copytree(data, kept / "data")
+        for suffix in ("", "-wal"):
+            if Path(seeded_file + suffix).exists():
+                shutil.copyfile(seeded_file + suffix, str(kept / "seeded.db") + suffix)
+        (kept / "seed.json").write_text(json.dumps({"n": args.n}))
+    return data, seeded_file, seed_s
+
+
+def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    data, seeded_file, seed_s = _seed(url, tmp, args)
     tokens = TokenService(load_or_create_signing_key(data), 3600)
     viewer = tokens.issue("coord1", ["coordinator"], "*")
     runs = []
@@ -247,17 +349,19 @@ def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str,
         proc = serve(data, run_url, port, workers)
         try:
             base = f"http://127.0.0.1:{port}"
-            load = None
-            if not args.skip_worklist:
+            loads = []
+            for kind in [] if args.skip_worklist else args.client:
                 cpu0 = cpu_seconds(proc.pid)
-                load = asyncio.run(worklist(base, viewer, args.clients, args.requests))
+                load = asyncio.run(worklist(base, viewer, args.clients, args.requests, lean=kind == "lean"))
                 by_process = [round(b - a, 2) for a, b in zip(cpu0, cpu_seconds(proc.pid), strict=True)]
                 cpu = sum(by_process)
                 load.update(server_cpu_s=round(cpu, 2), server_cpu_s_by_process=by_process,
                             server_cpu_ms_per_request=round(cpu * 1000 / load["requests"], 1))
+                loads.append(load)
             # both PENDING and naming no expert: assignExpert takes the best match
             probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones
-            fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000"))
+            fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000")) \
+                if args.subscribers else None
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -266,7 +370,7 @@ def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str,
 
                 pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{make_url(run_url).database}" WITH (FORCE)')
         runs.append({"http_workers": workers, "consultations": args.n, "seed_s": seed_s,
-                     "load_average": os.getloadavg(), "worklist": load, "fanout": fan})
+                     "load_average": os.getloadavg(), "worklist": loads, "fanout": fan})
     return runs
 
 
@@ -279,6 +383,10 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--http-workers", type=int, nargs="+", default=[1],
                     help="HUIZHEN_HTTP_WORKERS of the server; several: one run each, on copies of one seed")
+    ap.add_argument("--client", nargs="+", choices=["lean", "httpx"], default=["lean"],
+                    help="the work-list's client; several: one work-list each, on the same server")
+    ap.add_argument("--seed-dir", type=Path, default=None,
+                    help="keep the SQLite seed here, and use it again when --n matches")
     ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
     args = ap.parse_args()
     results: dict[str, list[dict[str, Any]]] = {}
