@@ -6,23 +6,23 @@ import asyncio
 import contextlib
 import gc
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 
+from huizhen.adapters.balance import Balancer
 from huizhen.adapters.dicom import DicomListener
 from huizhen.adapters.hl7_channel import MllpInbound
+from huizhen.adapters.http_adopt import AdoptingServer
 from huizhen.adapters.mllp import MllpServer
-from huizhen.adapters.mllp_balance import Balancer
 from huizhen.adapters.mllp_peers import mllp_handler
 from huizhen.adapters.mllp_tls import server_ssl_context
 from huizhen.app import Services, build_app, create_services
 from huizhen.ops.mappings import watcher as mappings_watcher
 from huizhen.settings import Settings
-from huizhen.workers import Workers, reuse_port_socket, roles
+from huizhen.workers import Workers, roles
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ def mllp_server(services: Services) -> MllpServer:
 
 
 @contextlib.asynccontextmanager
-async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[dict[str, int]]:
+async def listeners(services: Services, *, http: Balancer | None = None) -> AsyncIterator[dict[str, int]]:
     """Start the non-HTTP listeners (MLLP…) and the worker processes; yields the ports they bound.
 
-    ``http_port``: the port of the HTTP socket this process bound for the HTTP workers.
+    ``http``: with HTTP workers, this process's HTTP listener, which hands them connections.
     """
     settings = services.settings
     ports: dict[str, int] = {}
@@ -71,7 +71,7 @@ async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[
     async with contextlib.AsyncExitStack() as stack:
         if settings.mllp_port:
             mllp = mllp_server(services)
-            # with worker processes this one listens and hands each connection on (huizhen.adapters.mllp_balance)
+            # with worker processes this one listens and hands each connection on (huizhen.adapters.balance)
             await mllp.start(listen=settings.mllp_workers == 1)
             services.metrics.watch_mllp(mllp)
             stack.push_async_callback(mllp.stop)
@@ -85,13 +85,13 @@ async def listeners(services: Services, *, http_port: int = 0) -> AsyncIterator[
             log.info("MLLP listener started", extra={"port": mllp.port, "tls": settings.tls_cert_file is not None})
         # the children see what this process resolved: the bound ports, the folders
         child = settings.model_copy(update={
-            "mllp_port": ports.get("mllp", 0), "http_port": http_port if settings.http_workers > 1 else 0,
+            "mllp_port": ports.get("mllp", 0), "http_port": http.port if http is not None else 0,
             "data_dir": settings.data_dir.resolve(), "mappings_dir": settings.resolved_mappings_dir.resolve(),
             "rbac_dir": settings.resolved_rbac_dir.resolve(),
             "coverage_rules_file": settings.resolved_coverage_rules_file.resolve(),
         })
         if roles(child):
-            pool = Workers(child, services, balancer)
+            pool = Workers(child, services, balancer, http)
             await pool.start()
             stack.push_async_callback(pool.stop)
         if settings.dicom_port:
@@ -131,11 +131,24 @@ async def run(settings: Settings) -> None:
         extra={"env": settings.env.value, "database": services.store.dialect,
                "broker": "redis" if settings.broker_url else "in-process", "http_port": settings.http_port},
     )
-    # with HTTP workers this process binds the port first (SO_REUSEPORT), and they bind it beside
-    http = reuse_port_socket(settings.host, settings.http_port) if settings.http_port and settings.http_workers > 1 \
-        else None
-    async with listeners(services, http_port=_port_of(http)):
-        app = build_app(services) if settings.http_port else None
+    app = build_app(services) if settings.http_port else None
+    server: uvicorn.Server | None = None
+    balancer: Balancer | None = None
+    if app is not None:
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.http_port,
+            log_config=None, lifespan="on", proxy_headers=False, server_header=False,
+            **http_tls(settings),
+        )
+        if settings.http_workers > 1:  # this process listens and hands each connection on, itself included
+            adopting = AdoptingServer(config)
+            balancer = Balancer(adopting, settings.host, settings.http_port, name="HTTP")
+            balancer.listen()  # bound before the workers start: they are told the port
+            adopting.on_started, adopting.on_stopping = balancer.start, balancer.stop
+            server = adopting
+        else:
+            server = uvicorn.Server(config)
+    async with listeners(services, http=balancer):
         # start-up objects (schema, tables, mappings) live forever: keep them out of the
         # collector's full passes, which otherwise pause every listener for ~100 ms. The app is
         # built first, so that its GraphQL schema, a large share of them, is frozen too
@@ -144,20 +157,15 @@ async def run(settings: Settings) -> None:
         # HL7 message allocates thousands of short-lived objects, and the default made the
         # collector a tenth of the ingest's CPU (measured with bench/hl7_ingest.py)
         gc.set_threshold(50_000, 20, 100)
-        if app is None:
+        if server is None:
             log.info("HTTP listener disabled (http_port = 0)")
             try:
                 await asyncio.Event().wait()
             finally:
                 await services.close()
             return
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.http_port,
-            log_config=None, lifespan="on", proxy_headers=False, server_header=False,
-            **http_tls(settings),
-        )
-        await uvicorn.Server(config).serve(sockets=[http] if http else None)
-
-
-def _port_of(sock: socket.socket | None) -> int:
-    return int(sock.getsockname()[1]) if sock is not None else 0
+        try:
+            await server.serve(sockets=[] if balancer is not None else None)
+        finally:
+            if balancer is not None:
+                await balancer.stop()

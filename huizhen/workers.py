@@ -2,12 +2,13 @@
 
 With ``mllp_workers = M`` and ``http_workers = H`` the server process and
 max(M, H) - 1 children serve; child k (1, 2, …) serves MLLP when k < M and
-listens on the HTTP port when k < H. MLLP connections are accepted by the
-parent, which hands each to the process serving the fewest (a socket pair per
-child, :mod:`huizhen.adapters.mllp_balance`); the HTTP port is bound by each
-process with ``SO_REUSEPORT``, so the kernel spreads new connections. A
-connection stays with the process that serves it: an MLLP sender's messages
-still apply in order, a WebSocket stays with its subscriptions.
+HTTP when k < H. The parent alone listens on each port and hands each
+connection it accepts to the process serving the fewest on that port, itself
+included (a socket pair per child and port, :mod:`huizhen.adapters.balance`;
+a child's uvicorn serves the HTTP connections handed to it,
+:mod:`huizhen.adapters.http_adopt`). A connection stays with the process that
+serves it: an MLLP sender's messages still apply in order, a WebSocket stays
+with its subscriptions.
 
 What stays in the parent only: the DICOM listener, the SLA watcher, the
 outbound senders (HL7 reports, FHIR push), the case-image copier. A child
@@ -40,14 +41,15 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import SecretStr
 
-from huizhen.adapters.mllp_balance import Adopter, Balancer, handoff_pair
+from huizhen.adapters.balance import Adopter, Balancer, handoff_pair
+from huizhen.adapters.http_adopt import AdoptingServer
 from huizhen.hub import HubBus, Link, LinkBus, frame
 from huizhen.metrics import merge_expositions
 from huizhen.settings import Settings
@@ -87,24 +89,6 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     return doc
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that other processes may bind too (``SO_REUSEPORT``); port 0: any free one."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(2048)  # uvicorn's default backlog
-    except BaseException:
-        sock.close()
-        raise
-    sock.set_inheritable(False)
-    return sock
-
-
 def _channel_document(channels: dict[str, ChannelState]) -> dict[str, dict[str, Any]]:
     return {
         name: {k: v.isoformat() if isinstance(v, datetime) else v for k, v in dataclasses.asdict(state).items()}
@@ -121,11 +105,13 @@ class _Child:
 class Workers:
     """The parent's side: starts the children of ``roles(settings)``, links them to ``services``' bus."""
 
-    def __init__(self, settings: Settings, services: Services, balancer: Balancer | None = None) -> None:
-        """``balancer``: the parent's MLLP listener, which hands connections to the MLLP children."""
+    def __init__(self, settings: Settings, services: Services, balancer: Balancer | None = None,
+                 http: Balancer | None = None) -> None:
+        """``balancer``, ``http``: the parent's MLLP and HTTP listeners, which hand connections to the children."""
         self.settings = settings  # the ports are the ones the parent bound
         self.services = services
         self.balancer = balancer
+        self.http = http
         self._children: list[_Child] = []
         self._pusher: asyncio.Task[None] | None = None
         self._channels_sent: dict[str, dict[str, Any]] = {}
@@ -148,17 +134,26 @@ class Workers:
 
     async def _spawn(self, role: Role) -> _Child:
         ours, theirs = socket.socketpair()
-        # the MLLP connections the balancer hands over come on a socket pair of their own
-        handing, handed = handoff_pair() if role.mllp and self.balancer is not None else (None, None)
-        passed = [theirs] + ([handed] if handed is not None else [])
+        # the connections a balancer hands over come on a socket pair of their own, one per port
+        pairs = {
+            "mllp": handoff_pair() if role.mllp and self.balancer is not None else None,
+            "http": handoff_pair() if role.http and self.http is not None else None,
+        }
+        passed = [theirs] + [pair[1] for pair in pairs.values() if pair is not None]
+        argv = [str(theirs.fileno())] + [str(pair[1].fileno()) if pair else "-" for pair in pairs.values()]
+
+        def close_handing() -> None:
+            for pair in pairs.values():
+                if pair is not None:
+                    pair[0].close()
+
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "huizhen.workers", *(str(s.fileno()) for s in passed),
+                sys.executable, "-m", "huizhen.workers", *argv,
                 pass_fds=[s.fileno() for s in passed], stdin=asyncio.subprocess.DEVNULL,
             )
         except BaseException:
-            if handing is not None:
-                handing.close()
+            close_handing()
             raise
         finally:
             for s in passed:
@@ -187,12 +182,12 @@ class Workers:
         except TimeoutError:
             pass
         if not ready.done():
-            if handing is not None:
-                handing.close()
+            close_handing()
             await self._end(child, kill=True)
             raise RuntimeError(f"worker {role.number} did not start (exit code {process.returncode})")
-        if handing is not None and self.balancer is not None:
-            self.balancer.add(handing)
+        for pair, balancer in ((pairs["mllp"], self.balancer), (pairs["http"], self.http)):
+            if pair is not None and balancer is not None:
+                balancer.add(pair[0])
         await link.send(frame("channels", channels=_channel_document(self.services.channels)))
         return child
 
@@ -259,14 +254,6 @@ class Workers:
 # -- the child's side -------------------------------------------------------------------------
 
 
-class _ChildServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the parent decides when a child stops."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _take_channels(services: Services, doc: dict[str, Any]) -> None:
     for name, fields in doc["channels"].items():
         state = services.channels.get(name)
@@ -280,18 +267,27 @@ def _take_channels(services: Services, doc: dict[str, Any]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _http(services: Services) -> AsyncIterator[None]:
+async def _http(services: Services, handed: socket.socket) -> AsyncIterator[None]:
+    """uvicorn serving the connections the parent's balancer hands over ``handed``."""
     from huizhen.app import build_app
     from huizhen.server import http_tls
 
     settings = services.settings
-    sock = reuse_port_socket(settings.host, settings.http_port)
     config = uvicorn.Config(
         build_app(services), log_config=None, lifespan="on", proxy_headers=False, server_header=False,
         timeout_graceful_shutdown=int(_STOP_GRACE_S / 2), **http_tls(settings),
     )
-    server = _ChildServer(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="worker-http")
+    server = AdoptingServer(config, signals=False)  # the parent decides when a child stops
+    adopter = Adopter(server, handed, name="HTTP")
+
+    async def start_adopting() -> None:
+        adopter.start()
+
+    async def stop_adopting() -> None:
+        adopter.stop()
+
+    server.on_started, server.on_stopping = start_adopting, stop_adopting
+    serving = asyncio.create_task(server.serve(sockets=[]), name="worker-http")
     try:
         while not server.started:
             if serving.done():
@@ -304,7 +300,7 @@ async def _http(services: Services) -> AsyncIterator[None]:
         await serving  # its lifespan closes the services
 
 
-async def _serve_child(sock: socket.socket, handed: socket.socket | None) -> None:
+async def _serve_child(sock: socket.socket, handed: socket.socket | None, http: socket.socket | None) -> None:
     from huizhen.app import create_services
     from huizhen.logs import configure_logging
     from huizhen.ops.mappings import watcher as mappings_watcher
@@ -336,8 +332,8 @@ async def _serve_child(sock: socket.socket, handed: socket.socket | None) -> Non
     link.handlers["ask:samples"] = samples
     services.metrics.gather = merged
     async with contextlib.AsyncExitStack() as stack:  # stopped in reverse: MLLP first, the services last
-        if hello["http"]:  # the app's lifespan closes the services
-            await stack.enter_async_context(_http(services))
+        if hello["http"] and http is not None:  # the app's lifespan closes the services
+            await stack.enter_async_context(_http(services, http))
         else:
             stack.push_async_callback(services.close)
         await stack.enter_async_context(mappings_watcher(services))
@@ -358,8 +354,9 @@ async def _serve_child(sock: socket.socket, handed: socket.socket | None) -> Non
 def main() -> None:
     os.umask(0o077)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    handed = socket.socket(fileno=int(sys.argv[2])) if len(sys.argv) > 2 else None
-    asyncio.run(_serve_child(socket.socket(fileno=int(sys.argv[1])), handed))
+    # the link to the parent, then the MLLP and the HTTP connections' socket pairs ("-": none)
+    mllp, http = (socket.socket(fileno=int(a)) if a != "-" else None for a in sys.argv[2:4])
+    asyncio.run(_serve_child(socket.socket(fileno=int(sys.argv[1])), mllp, http))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """``http_workers = 2`` on SQLite, no broker: two processes behind one HTTP port, one bus.
 
-Which process accepted a connection is read from ``/proc`` (the server-side
+Which process serves a connection is read from ``/proc`` (the server-side
 socket's inode, and which process holds it), so nothing is exposed for the
-test. Connections are opened until the wanted process accepts one, so every
-case below runs on both processes whatever the kernel's spread.
+test. The parent accepts every connection and hands it to the process serving
+the fewest: connections are opened, and held, until the wanted process serves
+one, so every case below runs on both processes.
 """
 
 from __future__ import annotations
@@ -52,20 +53,24 @@ def _server_inode(server_port: int, client_port: int) -> int:
 
 
 def accepted_by(pids: list[int], server_port: int, client_port: int) -> int:
-    """The process holding the server side of the connection from ``client_port``."""
+    """The process holding the server side of the connection from ``client_port`` (the parent also
+    holds it until the child it handed it to has taken it: the one holder once that is over)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         inode = _server_inode(server_port, client_port)  # 0 until a process has accepted it
+        holders = set()
         if inode:
             for pid in pids:
                 for fd in os.listdir(f"/proc/{pid}/fd"):
                     try:
                         if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                            return pid
+                            holders.add(pid)
                     except FileNotFoundError:
                         continue
+        if len(holders) == 1:
+            return holders.pop()
         time.sleep(0.02)
-    raise AssertionError(f"no process accepted the connection from port {client_port}")
+    raise AssertionError(f"no one process serves the connection from port {client_port}")
 
 
 class Workers:
@@ -80,12 +85,17 @@ class Workers:
 
     async def on(self, pid: int, connect: Callable[[], Awaitable[T]], port_of: Callable[[T], int],
                  close: Callable[[T], Awaitable[object]]) -> T:
-        for _ in range(200):  # each try is a coin toss between the two
-            conn = await connect()
-            if await asyncio.to_thread(accepted_by, self.pids, self.port, port_of(conn)) == pid:
-                return conn
-            await close(conn)
-        raise AssertionError(f"process {pid} accepted no connection")
+        held: list[T] = []  # served elsewhere: held open, so that the next goes to another process
+        try:
+            for _ in range(20):
+                conn = await connect()
+                if await asyncio.to_thread(accepted_by, self.pids, self.port, port_of(conn)) == pid:
+                    return conn
+                held.append(conn)
+        finally:
+            for conn in held:
+                await close(conn)
+        raise AssertionError(f"process {pid} served no connection")
 
     async def post(self, pid: int, token: str, query: str, **variables: Any) -> dict[str, Any]:
         """One GraphQL request over a connection that ``pid`` accepted."""
@@ -186,6 +196,21 @@ async def test_both_processes_serve_and_every_event_reaches_every_subscriber(wor
 
     verified = inst.run("audit", "verify", check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_keep_alive_connections_are_spread_evenly_over_the_processes(workers: Workers) -> None:
+    opened = [await asyncio.open_connection("127.0.0.1", workers.port) for _ in range(8)]
+    try:
+        for _, writer in opened:  # served, not just accepted: each answers
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for reader, _ in opened:
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)).startswith(b"HTTP/1.1 200")
+        serving = [await asyncio.to_thread(accepted_by, workers.pids, workers.port,
+                                           int(writer.get_extra_info("sockname")[1])) for _, writer in opened]
+        assert sorted(serving.count(pid) for pid in workers.pids) == [4, 4]
+    finally:
+        for _, writer in opened:
+            writer.close()
 
 
 async def eventually(ask: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:

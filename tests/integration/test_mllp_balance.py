@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import trustme
 
+from huizhen.adapters.balance import Adopter, Balancer, handoff_pair
 from huizhen.adapters.mllp import MllpServer
-from huizhen.adapters.mllp_balance import Adopter, Balancer, handoff_pair
 from huizhen.adapters.mllp_client import MllpClient
 from tests.integration.mllp_doubles import HOST, EchoHandler, expected_ack, message
 
