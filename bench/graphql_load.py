@@ -295,7 +295,8 @@ async def seeded(url: str, data: Path, n: int) -> None:
 
 
 def copy_of(url: str, seeded: str, tmp: Path, postgres: str | None) -> str:
-    """A fresh copy of the seeded database (each run mutates what it measures)."""
+    """A fresh copy of the seeded database (each run mutates what it measures): ``seeded`` is the
+    SQLite file, or the PostgreSQL database to use as the template."""
     if url.startswith("sqlite"):
         target = tmp / f"run-{secrets.token_hex(3)}.db"
         shutil.copyfile(seeded, target)
@@ -305,33 +306,42 @@ def copy_of(url: str, seeded: str, tmp: Path, postgres: str | None) -> str:
     from sqlalchemy.engine import make_url
 
     name = f"{make_url(url).database}_{secrets.token_hex(3)}"
-    pg_admin(postgres or url, f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"')
+    pg_admin(postgres or url, f'CREATE DATABASE "{name}" TEMPLATE "{seeded}"')
     return make_url(url).set(database=name).render_as_string(False)
 
 
 def _seed(url: str, tmp: Path, args: argparse.Namespace) -> tuple[Path, str, float | None]:
-    """The data folder and the seeded SQLite file to copy for each run; with ``--seed-dir`` a seed
-    made before with the same ``--n`` is used again (SQLite only)."""
-    kept = args.seed_dir if args.seed_dir is not None and url.startswith("sqlite") else None
+    """The data folder and the seeded SQLite file (PostgreSQL: database) to copy for each run; with
+    ``--seed-dir`` a seed made before with the same ``--n`` is used again (on PostgreSQL, a
+    database ``hz_seed_<n>`` kept on the server)."""
+    from sqlalchemy.engine import make_url
+
+    sqlite = url.startswith("sqlite")
+    kept = None if args.seed_dir is None else args.seed_dir / ("sqlite" if sqlite else "postgresql")
+    template = f"hz_seed_{args.n}"
     if kept is not None and (kept / "seed.json").exists() \
             and json.loads((kept / "seed.json").read_text()).get("n") == args.n:
-        return kept / "data", str(kept / "seeded.db"), None
+        return kept / "data", str(kept / "seeded.db") if sqlite else template, None
     data = tmp / f"data-{secrets.token_hex(3)}"
     data.mkdir(mode=0o700)
     migrate.upgrade(url)
     t0 = time.perf_counter()
     asyncio.run(seeded(url, data, args.n))
     seed_s = round(time.perf_counter() - t0, 1)
-    seeded_file = str(tmp / "seeded.db")
-    if url.startswith("sqlite"):
+    seeded_file = str(tmp / "seeded.db") if sqlite else make_url(url).database or ""
+    if sqlite:
         for suffix in ("", "-wal"):
             if Path(url.split("///", 1)[1] + suffix).exists():
                 shutil.copyfile(url.split("///", 1)[1] + suffix, seeded_file + suffix)
+    elif kept is not None:
+        pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        pg_admin(args.postgres, f'CREATE DATABASE "{template}" TEMPLATE "{seeded_file}"')
+        seeded_file = template
     if kept is not None:
         shutil.rmtree(kept, ignore_errors=True)
         kept.mkdir(parents=True)
         shutil.copytree(data, kept / "data")
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal") if sqlite else ():
             if Path(seeded_file + suffix).exists():
                 shutil.copyfile(seeded_file + suffix, str(kept / "seeded.db") + suffix)
         (kept / "seed.json").write_text(json.dumps({"n": args.n}))
@@ -386,7 +396,7 @@ def main() -> None:
     ap.add_argument("--client", nargs="+", choices=["lean", "httpx"], default=["lean"],
                     help="the work-list's client; several: one work-list each, on the same server")
     ap.add_argument("--seed-dir", type=Path, default=None,
-                    help="keep the SQLite seed here, and use it again when --n matches")
+                    help="keep the seed here (PostgreSQL: its data folder), and use it again when --n matches")
     ap.add_argument("--postgres", default=None, help="postgresql+asyncpg:// URL of a server to create a database on")
     args = ap.parse_args()
     results: dict[str, list[dict[str, Any]]] = {}

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import websockets
 
+from huizhen.adapters.hl7_send import ack_code
 from huizhen.integration import migrate
 from huizhen.integration.consultations import ConsultationService
 from huizhen.integration.crypto import load_or_create_keyring
@@ -31,7 +32,7 @@ from huizhen.integration.events import InProcessBus
 from huizhen.integration.store import Store
 from huizhen.rbac.identity import TokenService, load_or_create_signing_key
 from tests.e2e.instance import Instance
-from tests.e2e.test_mllp_workers import children
+from tests.e2e.test_mllp_workers import adt, children
 from tests.graphql_seed import seed
 from tests.signaling_support import FACILITY, SignalingClient, assigned_consultation, seed_directory
 from tests.ws_client import TRANSPORT_WS, GraphQLSocket
@@ -323,3 +324,24 @@ def test_the_children_serve_with_the_same_certificate(instance: Instance, tmp_pa
     assert len(workers.pids) == 2
     for pid in workers.pids:  # each process, its own handshake with the one certificate
         assert json.loads(asyncio.run(workers.get(pid, "/healthz", "-")))["status"] == "ok"
+
+
+async def test_a_child_serving_mllp_and_http_is_handed_both(instance: Instance, tmp_path: Path) -> None:
+    await _workers_env(instance, tmp_path)
+    instance.env["HUIZHEN_MLLP_WORKERS"] = "2"
+    await asyncio.to_thread(instance.start)
+    workers = Workers(instance)
+    [child] = workers.pids[1:]
+    mllp_port = int(instance.env["HUIZHEN_MLLP_PORT"])
+    opened = [await asyncio.open_connection("127.0.0.1", mllp_port) for _ in range(2)]  # one each
+    try:
+        for n, (reader, writer) in enumerate(opened):
+            writer.write(b"\x0b" + adt(f"HB{n}", f"HB{n}") + b"\x1c\r")
+            assert ack_code(await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 60)) == "AA"
+        serving = {await asyncio.to_thread(accepted_by, workers.pids, mllp_port,
+                                           int(writer.get_extra_info("sockname")[1])) for _, writer in opened}
+        assert serving == set(workers.pids)
+    finally:
+        for _, writer in opened:
+            writer.close()
+    assert json.loads(await workers.get(child, "/healthz", "-"))["status"] == "ok"
