@@ -237,7 +237,7 @@ class MllpServer:
         await self.stop()
 
     async def adopt(self, sock: socket.socket, on_closed: Callable[[], None] | None = None) -> None:
-        """Serve a connection accepted elsewhere (:mod:`huizhen.adapters.mllp_balance`), TLS
+        """Serve a connection accepted elsewhere (:mod:`huizhen.adapters.balance`), TLS
         handshake included; ``on_closed`` is called once it has ended, however it ended."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2**16, loop=loop)
