@@ -17,7 +17,7 @@ from huizhen.integration import tables as t
 from huizhen.integration.model import Document, Encounter, Identifier, Observation
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
-from huizhen.integration.repo.clinical import Clinical
+from huizhen.integration.repo.clinical import OBSERVATION_COLUMNS, Clinical
 from huizhen.integration.repo.visibility import PatientRows, visible_patient_ids
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Records(RepoBase):
         observations holding an identifier of ``without_identifier_system`` are left out; ``visible`` limits
         them (and the total) to the patients a viewer may see."""
         c = t.observations.c
-        q = select(t.observations)
+        q = select(*OBSERVATION_COLUMNS)
         if visible is not None:
             q = q.where(c.patient_id.in_(visible_patient_ids(visible)))
         if patient_id is not None:
@@ -79,7 +79,7 @@ class Records(RepoBase):
             q = q.where(keyset_after(when, c.id, datetime.fromisoformat(at), oid, descending=True))
         rows = (await self.conn.execute(q.order_by(when.desc(), c.id.desc()).limit(size + 1))).all()
         clinical = Clinical(self.conn, self.keyring, self.dialect)
-        items = [clinical._observation(r._mapping) for r in rows[:size]]  # the one way rows become Observations
+        items = [clinical._observation(r) for r in rows[:size]]  # the one way rows become Observations
         return Page(
             items=[(o, encode_cursor((o.effective_at or _EPOCH).isoformat(), o.id)) for o in items],
             total=total, has_next=len(rows) > size, has_previous=after is not None,
@@ -88,25 +88,25 @@ class Records(RepoBase):
     async def observations_with_identifier(self, patient_id: str, ident: Identifier) -> list[Observation]:
         """Observations of a patient holding ``ident`` (identifiers are JSON: matched here, not in SQL)."""
         c = t.observations.c
-        q = select(t.observations).where(c.patient_id == patient_id)
+        q = select(*OBSERVATION_COLUMNS).where(c.patient_id == patient_id)
         if ident.value.isascii():  # JSON text may escape other characters
             q = q.where(cast(c.identifiers, String).like(f"%{_like_escape(ident.value)}%", "\\"))
         rows = await self.conn.execute(q)
         clinical = Clinical(self.conn, self.keyring, self.dialect)
-        found = [clinical._observation(r._mapping) for r in rows]
+        found = [clinical._observation(r) for r in rows]
         return [o for o in found if ident in o.identifiers]
 
     async def observations_marked(self, patient_ids: Sequence[str], system: str) -> list[Observation]:
         """Observations of these patients holding an identifier of ``system`` (any value)."""
         c = t.observations.c
         rows = await self.conn.execute(
-            select(t.observations).where(
+            select(*OBSERVATION_COLUMNS).where(
                 c.patient_id.in_(list(patient_ids)),
                 cast(c.identifiers, String).like(f"%{_like_escape(system)}%", "\\"),
             ).order_by(c.id)
         )
         clinical = Clinical(self.conn, self.keyring, self.dialect)
-        found = [clinical._observation(r._mapping) for r in rows]
+        found = [clinical._observation(r) for r in rows]
         return [o for o in found if any(i.system == system for i in o.identifiers)]
 
     # documents
