@@ -94,7 +94,7 @@ def test_plain_fields_take_the_short_path_under_strawberry() -> None:
     _FullPath.seen.clear()
     result = strawberry.Schema(query=Query, execution_context_class=_Probed).execute_sync(QUERY)
     assert result.errors is None
-    assert _FullPath.seen == ["Query.rows"] + ["Row.shout"] * 3
+    assert _FullPath.seen == ["Row.shout"] * 3  # the list of rows, too, is completed on the short path
 
 
 @strawberry.type
@@ -135,3 +135,126 @@ def test_stream_still_streams_a_list_that_asks_for_it() -> None:
     streamed = asyncio.run(schema.execute("{ rows @stream(initialCount: 1) { name } }"))
     assert streamed.initial_result.data == {"rows": [{"name": "a"}]}  # type: ignore[union-attr]
     assert schema.execute_sync("{ rows { name } }").data == {"rows": [{"name": n} for n in "abc"]}
+
+
+# Objects and lists: completed on the short path, with graphql-core's answers when a value is not usual.
+
+@strawberry.type
+class Leaf:
+    label: str
+    tags: list[str]
+
+    @strawberry.field
+    def boom(self) -> str | None:
+        raise ValueError("boom")
+
+
+@strawberry.type
+class Branch:
+    name: str
+    leaf: Leaf  # a plain (attribute) object field
+    maybe: Leaf | None
+
+    @strawberry.field
+    def leaves(self, first: int = 2) -> list[Leaf]:
+        return LEAVES[:first]
+
+    @strawberry.field
+    def strict(self) -> Leaf:
+        return STRICT[0]
+
+    @strawberry.field
+    def items(self) -> list[Leaf | None] | None:
+        return ITEMS
+
+    @strawberry.field
+    async def later(self) -> list[Leaf]:
+        return LEAVES[:1]
+
+
+LEAVES: list[Any] = []
+STRICT: list[Any] = []
+ITEMS: list[Any] = []
+
+
+@strawberry.type
+class Tree:
+    @strawberry.field
+    def branches(self) -> list[Branch]:
+        return BRANCHES
+
+
+BRANCHES: list[Any] = []
+
+
+def tree(query: str, **variables: Any) -> tuple[Any, Any]:
+    import asyncio
+
+    lean = asyncio.run(strawberry.Schema(query=Tree, execution_context_class=LeanExecutionContext)
+                       .execute(query, variable_values=variables))
+    full = asyncio.run(strawberry.Schema(query=Tree).execute(query, variable_values=variables))
+    return lean, full
+
+
+def leaf(label: str, *tags: str) -> Leaf:
+    return Leaf(label=label, tags=list(tags))
+
+
+def grow(n: int = 2) -> None:
+    LEAVES[:] = [leaf("a", "x"), leaf("b"), leaf("c", "y", "z")]
+    STRICT[:] = [leaf("s")]
+    ITEMS[:] = [leaf("i"), None]
+    BRANCHES[:] = [Branch(name=f"b{k}", leaf=leaf("l", "t"), maybe=None) for k in range(n)]
+
+
+def test_objects_and_lists_answer_as_the_full_path() -> None:
+    grow()
+    query = """query($n: Int!) { branches { name leaf { label tags } maybe { label }
+      leaves(first: $n) { label tags } two: leaves { label } strict { label } items { label } later { label } } }"""
+    lean, full = tree(query, n=3)
+    assert lean.errors is None and lean.data == full.data
+    assert lean.data["branches"][1]["leaves"] == [{"label": "a", "tags": ["x"]}, {"label": "b", "tags": []},
+                                                  {"label": "c", "tags": ["y", "z"]}]
+    assert lean.data["branches"][0]["items"] == [{"label": "i"}, None]
+    assert list(lean.data["branches"][0]) == ["name", "leaf", "maybe", "leaves", "two", "strict", "items", "later"]
+
+
+def test_an_error_inside_a_list_item_is_located_as_graphql_core_locates_it() -> None:
+    grow()
+    lean, full = tree("{ branches { leaves { label boom } } }")
+    assert lean.data == full.data
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["branches", 0, "leaves", 0, "boom"]
+
+
+def test_a_null_for_a_non_null_object_or_item_propagates_as_in_graphql_core() -> None:
+    grow()
+    STRICT[:] = [None]
+    lean, full = tree("{ branches { name strict { label } } }")
+    assert lean.data is None and full.data is None  # non-null all the way up: no data at all
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["branches", 0, "strict"]
+    grow()
+    LEAVES[1] = None
+    lean, full = tree("{ branches { leaves(first: 3) { label } items { label tags } } }")
+    assert lean.data == full.data and errors(lean) == errors(full)
+    assert errors(lean)[0][1] == ["branches", 0, "leaves", 1]
+    grow()
+    ITEMS[0] = leaf(None, "t")  # type: ignore[arg-type]  # a null in a non-null leaf of a nullable item
+    lean, full = tree("{ branches { items { label } } }")
+    assert lean.data == full.data and lean.data["branches"][0]["items"] == [None, None]
+    assert errors(lean) == errors(full) and errors(lean)[0][1] == ["branches", 0, "items", 0, "label"]
+
+
+def test_a_list_of_leaves_with_a_value_its_scalar_refuses_is_graphql_cores_error() -> None:
+    grow()
+    BRANCHES[0].leaf = leaf("l", "ok", {"no": "string"})  # type: ignore[arg-type]
+    lean, full = tree("{ branches { leaf { tags } } }")
+    assert lean.data == full.data and errors(lean) == errors(full)
+    assert errors(lean)[0][1] == ["branches", 0, "leaf", "tags", 1]
+
+
+def test_an_argument_that_does_not_coerce_is_graphql_cores_error() -> None:
+    grow()
+    lean, full = tree("query($n: Int!) { branches { leaves(first: $n) { label } } }", n=2)
+    assert lean.data == full.data and lean.errors is None
+    lean, full = tree('{ branches { leaves(first: "x") { label } } }')
+    assert [e.message for e in lean.errors] == [e.message for e in full.errors]
