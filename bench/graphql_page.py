@@ -4,7 +4,10 @@ Seeds N consultations once into ``--seed-dir`` (kept between runs: seeding 10,00
 minutes), copies the database for each run, then pages through ``consultations(first: 50)``
 with the query of ``bench/graphql_load.py`` (following cursors) and prints the process CPU
 per page. No HTTP server, no sockets: Starlette, strawberry, graphql-core, the store and the
-audit trail, as a worker runs them for one request.
+audit trail, as a worker runs them for one request, plus this client's share (httpx, the
+answer's JSON decoding: a few ms). The collector's CPU per page is reported apart; the
+collector runs with the server's settings (``huizhen.server``: frozen start-up objects,
+threshold 50,000).
 
     python bench/graphql_page.py [--n 10000] [--pages 200] [--seed-dir /tmp/gqlx] [--profile out.prof]
 """
