@@ -4,9 +4,10 @@ Typed entities that every wire format maps into and out of. Nothing here knows
 about HL7, FHIR, DICOM, GraphQL or a database: mappings build these objects,
 the store persists them, the edges render them.
 
-Ids are opaque strings (UUID4 hex) given by Huizhen; every external identifier
-a source sent is kept in ``identifiers`` with its system (assigning authority,
-FHIR identifier system, DICOM issuer).
+Ids are opaque strings (UUID hex: random, or time-ordered for rows appended in
+bulk) given by Huizhen; every external identifier a source sent is kept in
+``identifiers`` with its system (assigning authority, FHIR identifier system,
+DICOM issuer).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class Observation:
     identifiers: list[Identifier] = field(default_factory=list)
     encounter_id: str | None = None
     consultation_id: str | None = None
-    id: str = field(default_factory=new_id)
+    id: str = field(default_factory=new_time_ordered_id)  # appended in bulk (an ORU^R01's ten)
 
     @property
     def display_value(self) -> str | None:
@@ -363,7 +364,7 @@ class Message:
     ack: str | None = None
     effects: list[EntityRef] = field(default_factory=list)
     processed_at: datetime | None = None
-    id: str = field(default_factory=new_id)
+    id: str = field(default_factory=new_time_ordered_id)  # the journal grows at its end
 
 
 @dataclass(slots=True)

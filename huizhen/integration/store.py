@@ -203,6 +203,10 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
             "synchronous=FULL",  # an ACK promises durability: fsync every commit
             "foreign_keys=ON",
             "busy_timeout=2000",  # another process's write (a CLI command); blocks the loop meanwhile
+            # the group commit's per-job savepoints keep their undo pages in a sub-journal: once it
+            # passed 64 KiB SQLite spilled it to a temporary file (created, written page by page,
+            # deleted, every batch); in memory it costs none of those system calls
+            "temp_store=MEMORY",
         ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
