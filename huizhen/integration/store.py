@@ -109,12 +109,15 @@ class Store:
                 elif sqlite.in_transaction:
                     sqlite.rollback()
                 raise
+            if self._file_lock is not None:  # given back by the commit's thread (FileWriteLock.release)
+                driver.after_commit = self._file_lock.release
             try:
                 if conn.in_transaction():
                     await conn.commit()
                 else:
                     await driver.commit()
             except BaseException:
+                driver.after_commit = None
                 if sqlite.in_transaction:
                     sqlite.rollback()
                 raise
