@@ -58,6 +58,9 @@ class InlineConnection(aiosqlite.Connection):
         # run on the commit's thread once it succeeded: the store gives back the processes' write
         # lock there, rather than when this loop next gets to it (a page's work later, or more)
         self.after_commit: Callable[[], None] | None = None
+        # sqlite3's total_changes when a read transaction began (the store's begin hook): a
+        # transaction that changed no row has nothing to fsync, so its COMMIT stays on the loop
+        self.changes_at_begin: int | None = None
 
     def __await__(self) -> Any:  # no worker thread to start
         return self._connect().__await__()
@@ -82,6 +85,10 @@ class InlineConnection(aiosqlite.Connection):
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
         connection = self._connection
+        begun, self.changes_at_begin = self.changes_at_begin, None
+        if then is None and begun is not None and connection.total_changes == begun:
+            connection.commit()  # a read: it only ends the snapshot, no thread hop (nor a turn of the loop)
+            return
 
         def commit() -> None:
             connection.commit()

@@ -216,5 +216,8 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
             return
         write = conn.get_execution_options().get(_WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        driver = conn.connection.driver_connection
+        if not write and isinstance(driver, InlineConnection) and driver.sqlite is not None:
+            driver.changes_at_begin = driver.sqlite.total_changes
 
     return engine

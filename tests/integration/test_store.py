@@ -393,3 +393,21 @@ def test_shared_sqlite_stores_chain_one_audit_trail_and_give_the_write_lock_back
                 await s.close()
 
     asyncio.run(go())
+
+
+async def test_reads_end_and_a_write_in_a_read_transaction_is_still_committed(store: Store) -> None:
+    """On SQLite a transaction that changed no row commits on the loop, one that did on the commit's
+    thread: either way what it wrote is there afterwards, and the next transaction starts clean."""
+    await seed(store)
+    async with store.read() as repo:
+        await repo.conn.execute(text("SELECT count(*) FROM facilities"))
+    async with store.read() as repo:  # begun as a read (no IMMEDIATE on SQLite), then writes
+        await repo.conn.execute(text("UPDATE facilities SET name = 'renamed' WHERE code = 'TWN001'"))
+    async with store.read() as repo:
+        name = (await repo.conn.execute(text("SELECT name FROM facilities WHERE code = 'TWN001'"))).scalar()
+    assert name == "renamed"
+    async with store.write() as repo:
+        await repo.directory.save_facility(Facility("F2", "F2"))
+    async with store.read() as repo:
+        codes = (await repo.conn.execute(text("SELECT count(*) FROM facilities"))).scalar()
+    assert codes == 2
