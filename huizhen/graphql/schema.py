@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from huizhen.graphql.access import AccessMutation, AccessQuery
+from huizhen.graphql.context import ReleaseLoaders
 from huizhen.graphql.documents import DocumentCache, Documents
 from huizhen.graphql.errors import ErrorCodes
 from huizhen.graphql.execution import LeanExecutionContext, install_direct_resolvers
@@ -316,6 +317,7 @@ def build_schema(
         config=StrawberryConfig(auto_camel_case=True),
         execution_context_class=LeanExecutionContext,
         extensions=[
+            ReleaseLoaders,
             ErrorCodes,
             AuditFlush,
             OperationMetrics,

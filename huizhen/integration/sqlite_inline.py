@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -54,6 +55,12 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Any, iter_chunk_size: int) -> None:
         super().__init__(connector, iter_chunk_size)
         self._tx = _InlineQueue()  # type: ignore[assignment]
+        # run on the commit's thread once it succeeded: the store gives back the processes' write
+        # lock there, rather than when this loop next gets to it (a page's work later, or more)
+        self.after_commit: Callable[[], None] | None = None
+        # sqlite3's total_changes when a read transaction began (the store's begin hook): a
+        # transaction that changed no row has nothing to fsync, so its COMMIT stays on the loop
+        self.changes_at_begin: int | None = None
 
     def __await__(self) -> Any:  # no worker thread to start
         return self._connect().__await__()
@@ -74,9 +81,21 @@ class InlineConnection(aiosqlite.Connection):
         return self._connection if self._running else None
 
     async def commit(self) -> None:
+        then, self.after_commit = self.after_commit, None
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        await asyncio.to_thread(self._connection.commit)
+        connection = self._connection
+        begun, self.changes_at_begin = self.changes_at_begin, None
+        if then is None and begun is not None and connection.total_changes == begun:
+            connection.commit()  # a read: it only ends the snapshot, no thread hop (nor a turn of the loop)
+            return
+
+        def commit() -> None:
+            connection.commit()
+            if then is not None:
+                then()
+
+        await asyncio.to_thread(commit)
 
     def stop(self) -> None:  # type: ignore[override]
         self._running = False

@@ -109,12 +109,15 @@ class Store:
                 elif sqlite.in_transaction:
                     sqlite.rollback()
                 raise
+            if self._file_lock is not None:  # given back by the commit's thread (FileWriteLock.release)
+                driver.after_commit = self._file_lock.release
             try:
                 if conn.in_transaction():
                     await conn.commit()
                 else:
                     await driver.commit()
             except BaseException:
+                driver.after_commit = None
                 if sqlite.in_transaction:
                     sqlite.rollback()
                 raise
@@ -217,5 +220,8 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
             return
         write = conn.get_execution_options().get(_WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        driver = conn.connection.driver_connection
+        if not write and isinstance(driver, InlineConnection) and driver.sqlite is not None:
+            driver.changes_at_begin = driver.sqlite.total_changes
 
     return engine

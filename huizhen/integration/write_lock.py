@@ -38,6 +38,7 @@ class FileWriteLock:
             raise
 
     def release(self) -> None:
+        """Give the lock back; may run on another thread (the commit's), and again (a no-op then)."""
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -358,3 +359,57 @@ async def test_upgrade_keeps_messages_answered_twice_before_the_unique_index(db_
             await conn.execute(tables.messages.insert(), [{**row(5), "control_id": "MSG2"}])
     finally:
         await store.close()
+
+
+def test_shared_sqlite_stores_chain_one_audit_trail_and_give_the_write_lock_back(tmp_path: Path, keyring: Any) -> None:
+    """Two stores sharing one SQLite file (as two worker processes do) take turns by the lock file,
+    given back by each commit's thread: every event lands in one unbroken chain, the lock ends free."""
+    import fcntl
+
+    from huizhen.integration import migrate
+    from huizhen.rbac.audit import AuditBuffer, AuditLog, verify
+
+    db = tmp_path / "shared.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    migrate.upgrade(url)
+
+    async def go() -> None:
+        stores = [Store(url, keyring, shared=True), Store(url, keyring, shared=True)]
+        try:
+            async def flush(n: int) -> None:
+                buffer = AuditBuffer(f"user-{n}", ["coordinator"], None)
+                for k in range(5):
+                    buffer.add("read", "Patient", f"p-{n}-{k}")
+                await AuditLog(stores[n % 2]).flush(buffer)
+
+            await asyncio.gather(*(flush(n) for n in range(40)))
+            result = await verify(stores[0])
+            assert result.ok and result.checked == 200
+            fd = os.open(f"{db}.writer-lock", os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
+            finally:
+                os.close(fd)
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(go())
+
+
+async def test_reads_end_and_a_write_in_a_read_transaction_is_still_committed(store: Store) -> None:
+    """On SQLite a transaction that changed no row commits on the loop, one that did on the commit's
+    thread: either way what it wrote is there afterwards, and the next transaction starts clean."""
+    await seed(store)
+    async with store.read() as repo:
+        await repo.conn.execute(text("SELECT count(*) FROM facilities"))
+    async with store.read() as repo:  # begun as a read (no IMMEDIATE on SQLite), then writes
+        await repo.conn.execute(text("UPDATE facilities SET name = 'renamed' WHERE code = 'TWN001'"))
+    async with store.read() as repo:
+        name = (await repo.conn.execute(text("SELECT name FROM facilities WHERE code = 'TWN001'"))).scalar()
+    assert name == "renamed"
+    async with store.write() as repo:
+        await repo.directory.save_facility(Facility("F2", "F2"))
+    async with store.read() as repo:
+        codes = (await repo.conn.execute(text("SELECT count(*) FROM facilities"))).scalar()
+    assert codes == 2
