@@ -30,6 +30,7 @@ from huizhen.integration.group_commit import GroupCommit, Job
 from huizhen.integration.repo import Repository
 from huizhen.integration.repo.prepared import connections
 from huizhen.integration.sqlite_inline import InlineConnection, inline_creator
+from huizhen.integration.wal_checkpoint import SAFETY_PAGES, Checkpointer
 from huizhen.integration.write_lock import FileWriteLock
 
 _WRITE = "huizhen_write"
@@ -62,6 +63,8 @@ class Store:
         # savepoint is a round trip, and one batch's round trips can overlap another's work
         sqlite = self.dialect == "sqlite"
         self._group = GroupCommit(self, writers=1 if sqlite else _PG_WRITERS, savepoints=sqlite)
+        # checkpoints off the commit path (huizhen.integration.wal_checkpoint)
+        self._checkpointer = Checkpointer(database) if database and database != ":memory:" else None
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Repository]:
@@ -183,6 +186,8 @@ class Store:
 
     async def close(self) -> None:
         await self._group.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         await self.engine.dispose()
         if self._file_lock is not None:
             self._file_lock.close()
@@ -210,6 +215,8 @@ def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
             # passed 64 KiB SQLite spilled it to a temporary file (created, written page by page,
             # deleted, every batch); in memory it costs none of those system calls
             "temp_store=MEMORY",
+            # a Checkpointer thread copies the WAL back; a commit does only if it fell far behind
+            f"wal_autocheckpoint={SAFETY_PAGES}",
         ):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
