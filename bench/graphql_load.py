@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,39 +136,35 @@ async def worklist(base: str, token: str, clients: int, requests: int, lean: boo
     per_client = requests // clients
     host, port = base.removeprefix("http://").rsplit(":", 1)
 
-    async def client_lean(k: int) -> None:
+    async def pages(post: Callable[[str | None], Awaitable[dict[str, Any]]]) -> None:
+        """Follow the cursors with ``post(after)``, timing each request."""
         nonlocal errors
+        after = None
+        for _ in range(per_client):
+            t0 = time.perf_counter()
+            body = await post(after)
+            latencies.append(time.perf_counter() - t0)
+            if body.get("errors"):
+                errors += 1
+                after = None
+                continue
+            page = body["data"]["consultations"]
+            after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+
+    async def client_lean(k: int) -> None:
         http = _Lean(host, int(port), token)
         try:
-            after = None
-            for _ in range(per_client):
-                t0 = time.perf_counter()
-                body = await http.post(after)
-                latencies.append(time.perf_counter() - t0)
-                if body.get("errors"):
-                    errors += 1
-                    after = None
-                    continue
-                page = body["data"]["consultations"]
-                after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+            await pages(http.post)
         finally:
             await http.close()
 
     async def client_httpx(k: int) -> None:
-        nonlocal errors
         async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
-            after = None
-            for _ in range(per_client):
-                t0 = time.perf_counter()
+            async def post(after: str | None) -> dict[str, Any]:
                 r = await http.post("/graphql", json={"query": WORKLIST, "variables": {"after": after}})
-                latencies.append(time.perf_counter() - t0)
-                body = r.json()
-                if body.get("errors"):
-                    errors += 1
-                    after = None
-                    continue
-                page = body["data"]["consultations"]
-                after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+                return r.json()  # type: ignore[no-any-return]
+
+            await pages(post)
 
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
         await http.post("/graphql", json={"query": WORKLIST, "variables": {"after": None}})  # warm-up
