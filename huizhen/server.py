@@ -47,6 +47,14 @@ def http_tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def http_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration of the HTTP app, in the server and in its worker processes."""
+    return uvicorn.Config(
+        app, log_config=None, lifespan="on", proxy_headers=False, server_header=False,
+        **http_tls(settings), **options,
+    )
+
+
 def mllp_server(services: Services) -> MllpServer:
     """The MLLP listener of the settings, feeding the inbound engine."""
     settings = services.settings
@@ -135,11 +143,7 @@ async def run(settings: Settings) -> None:
     server: uvicorn.Server | None = None
     balancer: Balancer | None = None
     if app is not None:
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.http_port,
-            log_config=None, lifespan="on", proxy_headers=False, server_header=False,
-            **http_tls(settings),
-        )
+        config = http_config(app, settings, host=settings.host, port=settings.http_port)
         if settings.http_workers > 1:  # this process listens and hands each connection on, itself included
             adopting = AdoptingServer(config)
             balancer = Balancer(adopting, settings.host, settings.http_port, name="HTTP")

@@ -45,7 +45,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from pydantic import SecretStr
 
 from huizhen.adapters.balance import Adopter, Balancer, handoff_pair
@@ -270,13 +269,9 @@ def _take_channels(services: Services, doc: dict[str, Any]) -> None:
 async def _http(services: Services, handed: socket.socket) -> AsyncIterator[None]:
     """uvicorn serving the connections the parent's balancer hands over ``handed``."""
     from huizhen.app import build_app
-    from huizhen.server import http_tls
+    from huizhen.server import http_config
 
-    settings = services.settings
-    config = uvicorn.Config(
-        build_app(services), log_config=None, lifespan="on", proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=int(_STOP_GRACE_S / 2), **http_tls(settings),
-    )
+    config = http_config(build_app(services), services.settings, timeout_graceful_shutdown=int(_STOP_GRACE_S / 2))
     server = AdoptingServer(config, signals=False)  # the parent decides when a child stops
     adopter = Adopter(server, handed, name="HTTP")
 
