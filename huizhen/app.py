@@ -239,7 +239,7 @@ async def create_services(
         sla=SlaWatcher(store, bus, consultations, settings.sla_targets,
                        interval_s=settings.sla_check_interval_seconds),
         case_images=CaseImages(
-            store, ObjectStore(data / "dicom"), data / "teaching", deidentification_key(store.keyring)
+            store, ObjectStore(data / "dicom", store.keyring), data / "teaching", deidentification_key(store.keyring)
         ),
         metrics=metrics,
         his=his,
@@ -292,8 +292,8 @@ def build_app(services: Services) -> Starlette:
         )
     fhir = FhirUnauthorized(BearerAuth(fhir_app(services), services.tokens, on_failure=services.login_failed))
     dicomweb = DicomWeb(
-        services.store, ObjectStore(services.settings.data_dir / "dicom"), tz=services.settings.tz,
-        authorizer=services.authorizer,
+        services.store, ObjectStore(services.settings.data_dir / "dicom", services.store.keyring),
+        tz=services.settings.tz, authorizer=services.authorizer,
     )
     return Starlette(
         routes=[

@@ -94,7 +94,7 @@ def keys() -> None:
               "them become unreadable).")
 @click.pass_context
 def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> None:
-    """Add a new data key and re-encrypt every encrypted value with it, while servers keep running.
+    """Add a new data key and re-encrypt every encrypted value and DICOM object with it, while servers keep running.
 
     With HUIZHEN_DATA_KEY no key is generated: put the new key first in the
     list (keeping the old ones after it) on every instance, then run this to
@@ -103,6 +103,7 @@ def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> N
     import json
     import time
 
+    from huizhen.adapters.objects import ObjectStore
     from huizhen.app import prepare_data_dir, secret_value
     from huizhen.integration import crypto
     from huizhen.integration.rekey import reencrypt_all, values_by_key_id
@@ -133,9 +134,15 @@ def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> N
             await store.close()
 
     done, left = asyncio.run(go())
+    # the DICOM objects too: sealed under the active key (files from before encryption included)
+    objects = ObjectStore(data / "dicom", ring)
+    resealed = objects.reseal()
+    objects_left = objects.key_ids()
     old = {kid: n for kid, n in left.items() if kid != ring.active}
+    old.update({kid: n for kid, n in objects_left.items() if kid != ring.active})
     retired = crypto.retire_old_keys(data) if retire and not old else []
     click.echo(json.dumps({"active": ring.active, "reencrypted": done, "values_by_key": left,
+                           "objects_resealed": resealed, "objects_by_key": objects_left,
                            "retired": retired}, ensure_ascii=False))
     sys.exit(1 if old else 0)
 

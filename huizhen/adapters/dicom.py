@@ -102,7 +102,7 @@ class DicomListener:
         self.policy = PeerPolicy.from_settings(settings)  # ConfigurationError in production without peers
         self.store = store
         self.bus = bus
-        self.objects = objects or ObjectStore(settings.data_dir / "dicom")
+        self.objects = objects or ObjectStore(settings.data_dir / "dicom", store.keyring)
         self.indexer = ImagingIndexer(store, bus)
         self.ssl_context = ssl_context
         self._port = settings.dicom_port if port is None else port

@@ -106,7 +106,7 @@ async def export_from_settings(
     data = settings.data_dir
     try:
         return await export_study(
-            store, ObjectStore(data / "dicom"), study_instance_uid, out_dir,
+            store, ObjectStore(data / "dicom", keyring), study_instance_uid, out_dir,
             deidentify_key=deidentification_key(keyring) if deidentify else None,
         )
     finally:

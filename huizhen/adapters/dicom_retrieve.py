@@ -15,6 +15,7 @@ are still sent and the final status says how many failed.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -110,7 +111,7 @@ class RetrieveService:
 
     def _dataset(self, inst: StoredInstance) -> Dataset:
         try:
-            return dcmread(self.objects.path(inst.object_key))
+            return dcmread(io.BytesIO(self.objects.read(inst.object_key)))
         except Exception as exc:  # missing or unreadable file: this sub-operation fails
             log.error("retrieve: cannot read stored instance %s: %s", inst.sop_instance_uid, exc)
             return _unsendable(inst.sop_instance_uid)

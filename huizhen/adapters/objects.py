@@ -38,6 +38,16 @@ threads) and thread-safe: a striped lock serialises work on one SOP Instance
 UID. Across processes sharing the folder the later writer of a conflicting
 version still sees the earlier one.
 
+Encrypted at rest: a DICOM header carries the patient's name, identifiers and
+birth date, so each file holds ``MAGIC`` and the instance's bytes sealed with
+the data key ring (AES-256-GCM, :mod:`huizhen.integration.crypto`), the key
+as associated data (a file moved under another name does not open). Names stay
+the SHA-256 of the instance's own bytes, so the guarantees above are
+unchanged; readers get the bytes back through :meth:`ObjectStore.read`.
+Files written before encryption (no ``MAGIC``) are still read as they are,
+and :meth:`ObjectStore.reseal` (run by ``huizhen keys rotate``) seals them,
+and re-seals files under an older key with the active one.
+
 Errors, all :class:`ObjectStoreError` (a :class:`HuizhenError`)::
 
     ObjectStoreError
@@ -60,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from huizhen.integration.crypto import DecryptionError, KeyRing
 from huizhen.integration.errors import BadInput, HuizhenError, NotFound
 
 _UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
@@ -67,6 +78,8 @@ _KEY = re.compile(r"([0-9a-f]{2})/([0-9a-f]{2})/([^/]{1,64})/([0-9a-f]{64})\.dcm
 _SUFFIX = ".dcm"
 _STRIPES = 64
 _SYNCERS = 8  # threads fsyncing directories while the caller fsyncs the file (shared by every association)
+MAGIC = b"HZOBJ\x00"  # a sealed object; a DICOM file starts with its 128-byte preamble or a data element
+PLAINTEXT = "plaintext"  # :meth:`ObjectStore.key_ids`' name for files written before encryption
 
 
 class ObjectStoreError(HuizhenError):
@@ -111,8 +124,9 @@ class StoredObject:
 
 
 class ObjectStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keyring: KeyRing) -> None:
         self.root = Path(root)
+        self.keyring = keyring
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._syncers: ThreadPoolExecutor | None = None  # made on the first write: readers need none
         self._syncers_lock = threading.Lock()
@@ -127,15 +141,16 @@ class ObjectStore:
         directory = self._directory(sop_instance_uid)
         digest = digest or hashlib.sha256(data).hexdigest()
         target = directory / f"{digest}{_SUFFIX}"
+        key = self._key(target)
         with self._lock(sop_instance_uid):
-            created = not _holds(target, digest, len(data))
-            new_directory = created and self._write(directory, target, data)
+            created = not self._holds(target, key, digest, len(data))
+            new_directory = created and self._write(directory, target, self._seal(key, data))
             # a directory made for this instance holds nothing else: no listing (one per C-STORE) needed
             others = () if new_directory else tuple(
                 self._key(p) for p in sorted(directory.glob(f"*{_SUFFIX}")) if p.name != target.name
             )
         return StoredObject(
-            key=self._key(target),
+            key=key,
             sop_instance_uid=sop_instance_uid,
             sha256=digest,
             size=len(data),
@@ -144,20 +159,53 @@ class ObjectStore:
         )
 
     def read(self, key: str, *, verify: bool = False) -> bytes:
-        """The stored bytes; ``verify`` checks them against the SHA-256 in the key."""
+        """The stored bytes, decrypted; ``verify`` checks them against the SHA-256 in the key."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            raw = path.read_bytes()
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
         except OSError as exc:
             raise ObjectStoreError(f"cannot read {key}: {exc.strerror or exc}") from exc
+        data = self._open(key, raw)
         if verify and hashlib.sha256(data).hexdigest() != path.stem:
             raise ObjectStoreError(f"{key} does not hold the bytes it was stored with")
         return data
 
+    def key_ids(self) -> dict[str, int]:
+        """How many objects each data key id seals (``PLAINTEXT``: files written before encryption)."""
+        counts: dict[str, int] = {}
+        for path in self._files():
+            kid = self._key_id(path)
+            if kid is not None:
+                counts[kid] = counts.get(kid, 0) + 1
+        return counts
+
+    def reseal(self) -> int:
+        """Seal every object not sealed under the active key (older key, or plaintext) with it,
+        atomically (temporary file, fsync, rename, directory fsync); how many were sealed. Safe
+        while servers write: each file is re-sealed under its instance's lock, and a file another
+        process replaces meanwhile holds the same bytes (its name is their hash)."""
+        done = 0
+        for path in self._files():
+            if self._key_id(path) in (None, self.keyring.active):
+                continue
+            key = self._key(path)
+            with self._lock(path.parent.name):
+                try:
+                    data = self._open(key, path.read_bytes())
+                    if hashlib.sha256(data).hexdigest() != path.stem:
+                        raise ObjectStoreError(f"{key} does not hold the bytes it was stored with")
+                    self._write_atomic(path.parent, path, self._seal(key, data), {path.parent})
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                except OSError as exc:
+                    raise ObjectWriteError(f"cannot re-seal {key}: {exc.strerror or exc}", os_errno=exc.errno) from exc
+            done += 1
+        return done
+
     def path(self, key: str) -> Path:
-        """The file behind a key, for senders that stream from disk (C-GET, WADO)."""
+        """The file behind a key (sealed: read the bytes with :meth:`read`)."""
         match = _KEY.fullmatch(key)
         if match is None or not _UID.fullmatch(match[3]) or _bucket(match[3]) != match[1] + match[2]:
             raise InvalidObjectKey(f"not an object key: {key!r}")
@@ -274,6 +322,44 @@ class ObjectStore:
     def _key(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def _seal(self, key: str, data: bytes) -> bytes:
+        return MAGIC + self.keyring.encrypt(data, aad=key.encode())
+
+    def _open(self, key: str, raw: bytes) -> bytes:
+        """The instance's bytes from a file's bytes: unsealed, or as they are when written before encryption."""
+        if not raw.startswith(MAGIC):
+            return raw
+        try:
+            return self.keyring.decrypt(raw[len(MAGIC):], aad=key.encode())
+        except DecryptionError as exc:
+            raise ObjectStoreError(f"{key} does not open: {exc}") from exc
+
+    def _key_id(self, path: Path) -> str | None:
+        """The data key id sealing a file, ``PLAINTEXT`` for one written before encryption, None when unreadable."""
+        try:
+            with path.open("rb") as f:
+                head = f.read(len(MAGIC) + 2 + 255)
+        except OSError:
+            return None
+        if not head.startswith(MAGIC):
+            return PLAINTEXT
+        try:
+            return self.keyring.key_id_of(head[len(MAGIC):])
+        except (IndexError, UnicodeDecodeError):
+            return None
+
+    def _files(self) -> list[Path]:
+        return sorted(self.root.glob(f"??/??/*/*{_SUFFIX}")) if self.root.is_dir() else []
+
+    def _holds(self, path: Path, key: str, digest: str, size: int) -> bool:
+        """Whether ``path`` exists and opens to exactly the bytes of this size and SHA-256 (a crash
+        may have cut short a file written straight to its final name)."""
+        try:
+            data = self._open(key, path.read_bytes())
+        except (OSError, ObjectStoreError):  # missing, unreadable or cut short: not to be trusted
+            return False
+        return len(data) == size and hashlib.sha256(data).hexdigest() == digest
+
     def _lock(self, sop_instance_uid: str) -> threading.Lock:
         return self._locks[hash(sop_instance_uid) % _STRIPES]
 
@@ -298,18 +384,6 @@ def _make_dirs(directory: Path) -> tuple[list[Path], list[Path]]:
             continue
         made.append(d)
     return missing, made[::-1]
-
-
-def _holds(path: Path, digest: str, size: int) -> bool:
-    """Whether ``path`` exists with exactly the bytes of this size and SHA-256 (a crash may
-    have cut short a file written straight to its final name)."""
-    try:
-        if path.stat().st_size != size:
-            return False
-        with path.open("rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest() == digest
-    except OSError:  # missing, or unreadable: not to be trusted either way
-        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

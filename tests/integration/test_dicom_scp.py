@@ -138,7 +138,7 @@ async def test_store_indexes_patient_study_series_instance_and_journals(scp: Run
     assert (study.modalities, study.series_count, study.instance_count) == (["CT"], 1, 1)
     inst = study.series[0].instances[0]
     assert inst.sop_instance_uid == CT_SOP and not inst.conflict and inst.object_key
-    stored = ObjectStore(scp.settings.data_dir / "dicom").read(inst.object_key, verify=True)
+    stored = ObjectStore(scp.settings.data_dir / "dicom", scp.store.keyring).read(inst.object_key, verify=True)
     assert dcmread(io.BytesIO(stored)).SOPInstanceUID == CT_SOP
     # the patient is named by PatientID under the calling AE's facility code: the MRN system HL7 uses
     async with scp.store.read() as repo:
@@ -168,7 +168,7 @@ async def test_same_bytes_again_is_a_duplicate_and_other_bytes_are_kept_as_a_con
     versions = study.series[0].instances
     assert [i.conflict for i in versions] == [False, True]  # the first content is served, the other flagged
     assert [s.transfer_syntax_uid for s in stored] == [ExplicitVRLittleEndian]
-    assert len(ObjectStore(scp.settings.data_dir / "dicom").versions(MR_SOP)) == 2
+    assert len(ObjectStore(scp.settings.data_dir / "dicom", scp.store.keyring).versions(MR_SOP)) == 2
     assert sorted(m.status for m, _ in page.items) == sorted(
         [MessageStatus.PROCESSED, MessageStatus.DUPLICATE, MessageStatus.PROCESSED]
     )
@@ -268,7 +268,7 @@ async def test_truncated_dataset_fails_and_nothing_is_indexed(scp: Running) -> N
     assert await pynetdicom_store(scp.port, corpus("MR_truncated.dcm")) == [CANNOT_UNDERSTAND]
 
     assert await studies(scp.store, sop_instance_uids=[MR_SOP]) == []
-    assert ObjectStore(scp.settings.data_dir / "dicom").versions(MR_SOP) == []
+    assert ObjectStore(scp.settings.data_dir / "dicom", scp.store.keyring).versions(MR_SOP) == []
     async with scp.store.read() as repo:
         [(msg, _)] = (await repo.journal.search(channel="dicom")).items
     assert msg.status is MessageStatus.ERROR and "truncated" in (msg.error or "")
@@ -328,7 +328,7 @@ async def test_association_aborted_mid_transfer_stores_nothing_and_the_listener_
     sop = str(dcmread(big, stop_before_pixels=True).SOPInstanceUID)
     assert await pynetdicom_store(scp.port, CT) == [SUCCESS]  # still serving, after the aborted one
     assert await studies(scp.store, sop_instance_uids=[sop]) == []
-    assert ObjectStore(scp.settings.data_dir / "dicom").versions(sop) == []
+    assert ObjectStore(scp.settings.data_dir / "dicom", scp.store.keyring).versions(sop) == []
 
 
 async def test_unknown_calling_ae_is_rejected(scp: Running) -> None:
@@ -373,7 +373,7 @@ def unwritable(root: Path) -> Iterator[None]:
 
 async def test_disk_write_failure_answers_out_of_resources_and_keeps_earlier_objects(scp: Running) -> None:
     assert await pynetdicom_store(scp.port, CT) == [SUCCESS]
-    objects = ObjectStore(scp.settings.data_dir / "dicom")
+    objects = ObjectStore(scp.settings.data_dir / "dicom", scp.store.keyring)
     [earlier] = objects.versions(CT_SOP)
 
     with unwritable(objects.root):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from huizhen.adapters.objects import ObjectStore
 from huizhen.integration import tables
 from huizhen.integration.consultations import ConsultationRequest, ConsultationService
 from huizhen.integration.crypto import KeyRing, load_or_create_keyring, rotate_key_file
@@ -114,15 +115,19 @@ def test_cli_rotate_with_key_file_then_retire(db_url: str, tmp_path: Path) -> No
     data.mkdir(mode=0o700)
     ring = load_or_create_keyring(data)
     ids = asyncio.run(_populate_and_close(db_url, ring))
+    instance = b"DICM" + "欧阳^志远".encode()  # the store takes bytes as they come; enough to be recognised
+    stored = ObjectStore(data / "dicom", ring).put("1.2.3.4", instance)
     env = {"HUIZHEN_DATA_DIR": str(data), "HUIZHEN_DATABASE_URL": db_url}
     done = _cli(env, "keys", "rotate", "--grace", "0", "--retire")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["active"] != ring.active and set(out["values_by_key"]) == {out["active"]}
+    assert out["objects_resealed"] == 1 and out["objects_by_key"] == {out["active"]: 1}
     assert out["retired"] == [ring.active]
     fresh = load_or_create_keyring(data)
     assert set(fresh.keys) == {out["active"]} and fresh.index_key == ring.index_key
     asyncio.run(_read_and_close(db_url, fresh, ids))
+    assert ObjectStore(data / "dicom", fresh).read(stored.key, verify=True) == instance  # under the new key only
 
 
 def test_cli_rotate_with_environment_keys(db_url: str, tmp_path: Path) -> None:

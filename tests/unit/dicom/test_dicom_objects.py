@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from huizhen.adapters.objects import (
+    MAGIC,
+    PLAINTEXT,
     InvalidObjectKey,
     ObjectNotFound,
     ObjectStore,
@@ -21,6 +23,7 @@ from huizhen.adapters.objects import (
     ObjectWriteError,
     StoredObject,
 )
+from huizhen.integration.crypto import KeyRing, load_or_create_keyring, rotate_key_file
 from huizhen.integration.errors import BadInput, NotFound
 from huizhen.mappings.dicom_read import read_instance
 
@@ -31,8 +34,14 @@ CT_UID = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ObjectStore:
-    return ObjectStore(tmp_path / "objects")
+def keyring(tmp_path: Path) -> KeyRing:
+    (tmp_path / "keys").mkdir()
+    return load_or_create_keyring(tmp_path / "keys")
+
+
+@pytest.fixture
+def store(tmp_path: Path, keyring: KeyRing) -> ObjectStore:
+    return ObjectStore(tmp_path / "objects", keyring)
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -47,7 +56,8 @@ def test_every_corpus_file_round_trips(store: ObjectStore, entry: dict[str, str]
     assert stored.size == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.key.endswith(f"/{entry['SOPInstanceUID']}/{stored.sha256}.dcm")
     assert store.read(stored.key) == data
-    assert store.path(stored.key).read_bytes() == data
+    sealed = store.path(stored.key).read_bytes()
+    assert sealed.startswith(MAGIC) and data not in sealed  # encrypted at rest
 
 
 def test_same_bytes_again_is_idempotent(store: ObjectStore) -> None:
@@ -128,15 +138,15 @@ def test_uids_that_cannot_name_a_directory_are_refused(store: ObjectStore, uid: 
 
 
 def test_missing_key_is_not_found(store: ObjectStore) -> None:
-    stored = ObjectStore(store.root.parent / "elsewhere").put(CT_UID, CT)
+    stored = ObjectStore(store.root.parent / "elsewhere", store.keyring).put(CT_UID, CT)
     with pytest.raises(ObjectNotFound):
         store.read(stored.key)
 
 
-def test_a_root_that_cannot_be_created_is_a_write_error(tmp_path: Path) -> None:
+def test_a_root_that_cannot_be_created_is_a_write_error(tmp_path: Path, keyring: KeyRing) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"not a directory")
-    store = ObjectStore(blocker / "objects")
+    store = ObjectStore(blocker / "objects", keyring)
     with pytest.raises(ObjectWriteError) as raised:
         store.put(CT_UID, CT)
     assert raised.value.os_errno is not None and not raised.value.out_of_space
@@ -222,3 +232,48 @@ def test_concurrent_writes_of_many_instances(store: ObjectStore) -> None:
     results = run_threads(32, lambda i: store.put(f"1.2.826.0.1.{i}", CT))
     assert len({r.key for r in results}) == 32 and not any(r.conflict for r in results)
     assert read_instance(store.read(results[0].key)).SOPInstanceUID == CT_UID
+
+
+def test_no_patient_data_in_the_files(store: ObjectStore) -> None:
+    """A DICOM header carries the patient's name and id: the file holds neither."""
+    ds = read_instance(CT)
+    stored = store.put(CT_UID, CT)
+    sealed = store.path(stored.key).read_bytes()
+    for value in (str(ds.PatientName), str(ds.PatientID)):
+        assert value and value.encode() not in sealed
+    assert store.read(stored.key, verify=True) == CT
+
+
+def test_a_sealed_file_moved_under_another_name_does_not_open(store: ObjectStore) -> None:
+    first, second = store.put("1.2.3", b"first"), store.put("1.2.4", b"second")
+    store.path(second.key).write_bytes(store.path(first.key).read_bytes())
+    with pytest.raises(ObjectStoreError, match="does not open"):
+        store.read(second.key)
+    again = store.put("1.2.4", b"second")  # the damaged file is not trusted: written again
+    assert again.created and store.read(second.key) == b"second"
+
+
+def test_files_from_before_encryption_are_read_and_resealed(store: ObjectStore) -> None:
+    key, _ = store.address(CT_UID, CT)
+    path = store.path(key)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(CT)  # as the store wrote objects before they were encrypted
+    assert store.read(key, verify=True) == CT
+    assert not store.put(CT_UID, CT).created  # the plaintext file holds these bytes
+    assert store.key_ids() == {PLAINTEXT: 1}
+    assert store.reseal() == 1
+    assert store.key_ids() == {store.keyring.active: 1}
+    assert path.read_bytes().startswith(MAGIC) and store.read(key, verify=True) == CT
+    assert store.reseal() == 0
+
+
+def test_reseal_moves_objects_to_a_new_active_key(tmp_path: Path, store: ObjectStore) -> None:
+    old = store.keyring.active
+    stored = store.put(CT_UID, CT)
+    rotate_key_file(tmp_path / "keys")
+    ring = load_or_create_keyring(tmp_path / "keys")
+    rotated = ObjectStore(store.root, ring)
+    assert ring.active != old and rotated.key_ids() == {old: 1}
+    assert rotated.reseal() == 1
+    assert rotated.key_ids() == {ring.active: 1}
+    assert rotated.read(stored.key, verify=True) == CT
