@@ -11,13 +11,22 @@ the provider's JWKS: a token can never pick HS256 with the public key as the
 secret. Keys are cached; a token naming an unknown ``kid`` (the provider
 rotated its keys) refetches the JWKS, at most once per
 ``oidc_jwks_min_refetch_seconds``, so a flood of forged key ids cannot turn
-the server into a load generator against the provider. The fetch is
-synchronous (like PyJWT's ``PyJWKClient``) with a short timeout; it happens
-once at start and then only on rotation.
+the server into a load generator against the provider.
+
+The fetch never runs on an event loop's thread: a slow or unreachable
+provider would stall every request of the process for up to the fetch's
+timeout (and a stream of made-up key ids could repeat that every interval).
+On a loop, a token with an unknown ``kid`` starts the refetch on a thread of
+its own and is refused at once ("retry"); the next token finds the new keys.
+So that a rotation seldom gets that far, keys older than
+``REFRESH_AFTER_S`` are refetched in the background, as providers publish a
+new key before they sign with it. Off a loop (the CLI, tests, start-up) the
+fetch is synchronous, with a short timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -38,6 +47,7 @@ ALGORITHMS = ("RS256", "ES256")
 _LEEWAY_S = 30
 _FETCH_TIMEOUT_S = 5.0
 _MAX_JWKS_BYTES = 1024 * 1024
+REFRESH_AFTER_S = 600.0  # keys this old are refetched in the background while tokens keep being verified
 
 
 class OidcVerifier:
@@ -52,6 +62,7 @@ class OidcVerifier:
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
+        self._fetcher: threading.Thread | None = None  # a background fetch in progress
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcVerifier | None:
@@ -101,14 +112,42 @@ class OidcVerifier:
     def _key(self, kid: str) -> PyJWK:
         key = self._keys.get(kid)
         if key is not None:
+            if time.monotonic() - self._fetched_at >= REFRESH_AFTER_S:
+                self._fetch_in_background()
             return key
-        with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refetch_s:
-                self._fetch()
+        if _on_event_loop():
+            if self._fetch_in_background():
+                raise AuthenticationError(
+                    f"invalid token: unknown signing key {kid!r} (the provider's keys are being fetched again; "
+                    "retry shortly)"
+                )
+        else:
+            with self._lock:
+                if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refetch_s:
+                    self._fetch()
         key = self._keys.get(kid)
         if key is None:
             raise AuthenticationError(f"invalid token: unknown signing key {kid!r}")
         return key
+
+    def _fetch_in_background(self) -> bool:
+        """Start a fetch on a thread of its own unless one runs or the last began less than
+        ``min_refetch_s`` ago; whether a fetch is now in progress."""
+        with self._lock:
+            if self._fetcher is not None and self._fetcher.is_alive():
+                return True
+            if time.monotonic() - self._fetched_at < self.min_refetch_s:
+                return False
+            self._fetched_at = time.monotonic()  # the rate limit counts from the start, as ``_fetch`` does
+            self._fetcher = threading.Thread(target=self.refresh, name="oidc-jwks", daemon=True)
+            self._fetcher.start()
+            return True
+
+    def wait_for_fetch(self, timeout: float | None = None) -> None:
+        """Wait for a background fetch, if one runs (tests, shutdown)."""
+        fetcher = self._fetcher
+        if fetcher is not None:
+            fetcher.join(timeout)
 
     def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
@@ -130,3 +169,12 @@ class OidcVerifier:
             value = value.get(part) if isinstance(value, dict) else None
         names = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
         return tuple(sorted({self.role_map[n] for n in names if isinstance(n, str) and n in self.role_map}))
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (a blocking call here would stall it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

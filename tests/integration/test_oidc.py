@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from huizhen.rbac.identity import AuthenticationError, TokenService
-from huizhen.rbac.oidc import OidcVerifier
+from huizhen.rbac.oidc import REFRESH_AFTER_S, OidcVerifier
 from tests.helpers import GraphQLClient, running_server
 
 ISSUER, AUDIENCE = "https://idp.example/realms/huizhen", "huizhen-api"
@@ -32,6 +32,7 @@ class Provider:
     private: dict[str, Any] = field(default_factory=dict)  # kid -> private key
     published: list[str] = field(default_factory=list)  # kids in the JWKS
     requests: int = 0
+    hold: threading.Event | None = None  # set: the JWKS is answered only once the event is set
 
     def add_key(self, kid: str, kind: str = "RSA", publish: bool = True) -> None:
         key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "RSA" else (
@@ -69,6 +70,8 @@ def provider() -> Iterator[Provider]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             p.requests += 1
+            if p.hold is not None:
+                p.hold.wait(10)
             body = json.dumps(p.jwks()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -152,6 +155,42 @@ def test_provider_key_rotation_refetches_at_a_limited_rate(provider: Provider) -
     assert provider.requests == 2
     with pytest.raises(AuthenticationError, match="unknown signing key"):
         v.verify(provider.token("rsa-1"))  # the retired key is gone after the refetch
+
+
+async def test_on_an_event_loop_an_unknown_key_is_fetched_without_waiting(provider: Provider) -> None:
+    """A provider that is slow to answer must not stall the loop: the token with the new key is
+    refused at once ("retry"), the keys are fetched on a thread, and the next token is accepted."""
+    v = verifier(provider)  # no interval: a refetch may start at once
+    v.refresh()
+    provider.add_key("rsa-2")
+    provider.hold = threading.Event()
+    try:
+        for _ in range(3):  # one fetch, however many tokens arrive meanwhile
+            with pytest.raises(AuthenticationError, match="being fetched again; retry"):
+                v.verify(provider.token("rsa-2"))
+    finally:
+        provider.hold.set()  # the provider answers only now: verify did not wait for it
+    v.wait_for_fetch(10)
+    assert provider.requests == 2
+    assert v.verify(provider.token("rsa-2")).sub == "u-1"
+    v.min_refetch_s = 60
+    with pytest.raises(AuthenticationError, match=r"unknown signing key 'rsa-9'$"):
+        v.verify(provider.token("rsa-9", sign_with="rsa-1"))  # refetched less than a minute ago: refused as is
+    assert provider.requests == 2
+
+
+def test_old_keys_are_refetched_in_the_background(provider: Provider) -> None:
+    """Providers publish a key before signing with it: keys kept longer than REFRESH_AFTER_S are
+    fetched again while tokens keep being verified, so a rotation finds the new key known."""
+    v = verifier(provider, min_refetch_s=60)
+    assert v.verify(provider.token("rsa-1")).sub == "u-1"
+    provider.add_key("rsa-2")
+    v._fetched_at -= REFRESH_AFTER_S  # as if the keys were fetched ten minutes ago
+    assert v.verify(provider.token("rsa-1")).sub == "u-1"  # answered from the cache; the refetch runs beside
+    v.wait_for_fetch(10)
+    assert provider.requests == 2
+    assert v.verify(provider.token("rsa-2")).sub == "u-1"
+    assert provider.requests == 2
 
 
 def test_hs256_still_works_beside_oidc(provider: Provider) -> None:
