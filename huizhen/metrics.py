@@ -71,6 +71,9 @@ class Metrics:
             "huizhen_graphql_subscriptions_active", "GraphQL subscriptions open now.", registry=r
         )
         self.signaling_peers = Gauge("huizhen_signaling_peers", "WebRTC signaling peers connected now.", registry=r)
+        self.worker_restarts = Counter(
+            "huizhen_worker_restarts", "Worker processes started again after one ended unexpectedly.", registry=r
+        )
         self.dicom_associations = Counter(
             "huizhen_dicom_associations", "DICOM associations accepted since start.", registry=r
         )

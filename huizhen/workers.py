@@ -26,7 +26,13 @@ when they change (at most a second late); ``/metrics`` asked of any process
 is the sum over all of them (the parent gathers, a child asks the parent).
 
 When the socket pair closes (the parent shuts down, or dies, even by SIGKILL)
-a child stops listening, finishes what it holds and exits.
+a child stops listening, finishes what it holds and exits. A child that ends
+while the parent runs (killed, out of memory, a crash) is started again in
+its place, after a pause that doubles while children keep dying young (1 s up
+to a minute), so a broken deployment does not spin; its connections were
+lost with it (their senders reconnect, as after any dropped connection) and
+the other processes serve on meanwhile. ``huizhen_worker_restarts_total``
+counts the restarts.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +68,9 @@ log = logging.getLogger(__name__)
 _START_TIMEOUT_S = 60.0
 _STOP_GRACE_S = 10.0
 _CHANNELS_EVERY_S = 1.0
+_RESTART_FIRST_S = 1.0  # the pause before a dead child is started again; doubles while children die young
+_RESTART_MAX_S = 60.0
+_YOUNG_S = 30.0  # a child that ran at least this long resets the pause
 # every process counts its own signaling traffic; the other channels' states are the parent's
 _OWN_CHANNELS = frozenset({"signaling"})
 
@@ -99,6 +109,7 @@ class _Child:
     def __init__(self, role: Role, process: asyncio.subprocess.Process, link: Link) -> None:
         self.role, self.process, self.link = role, process, link
         self.reading: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
 
 
 class Workers:
@@ -115,6 +126,8 @@ class Workers:
         self._pusher: asyncio.Task[None] | None = None
         self._channels_sent: dict[str, dict[str, Any]] = {}
         self._stopping = False
+        self._restarting: set[asyncio.Task[None]] = set()
+        self._pause: dict[int, float] = {}  # role number -> the next restart's pause
 
     async def start(self) -> None:
         # started together: each child's start-up (imports, schema, policy) is seconds of CPU
@@ -192,8 +205,40 @@ class Workers:
 
     async def _read(self, child: _Child) -> None:
         await child.link.run()
-        if not self._stopping:  # it died: its connections are gone, the others serve on (not restarted)
+        if not self._stopping:  # it died: its connections are gone, the others serve on until it is back
             log.error("worker %d (pid %d) ended its link unexpectedly", child.role.number, child.process.pid)
+            task = asyncio.create_task(self._restart(child), name=f"worker-{child.role.number}-restart")
+            self._restarting.add(task)
+            task.add_done_callback(self._restarting.discard)
+
+    async def _restart(self, dead: _Child) -> None:
+        """Reap ``dead`` and start its role again, after a pause that doubles while children die young."""
+        if dead in self._children:
+            self._children.remove(dead)
+        dead.reading = None  # this task's own caller: it ends by itself
+        await self._end(dead, kill=True)
+        number = dead.role.number
+        young = time.monotonic() - dead.started < _YOUNG_S
+        pause = min(self._pause.get(number, _RESTART_FIRST_S), _RESTART_MAX_S) if young else _RESTART_FIRST_S
+        while not self._stopping:
+            log.warning("worker %d ended (exit code %s); starting it again in %.0f s", number,
+                        dead.process.returncode, pause)
+            await asyncio.sleep(pause)
+            self._pause[number] = pause = min(pause * 2, _RESTART_MAX_S)
+            if self._stopping:
+                return
+            try:
+                child = await self._spawn(dead.role)
+            except Exception:
+                log.exception("worker %d could not be started again", number)
+                continue
+            if self._stopping:  # stop() ran meanwhile and did not see this one
+                await self._end(child)
+                return
+            self._children.append(child)
+            self.services.metrics.worker_restarts.inc()
+            log.warning("worker %d started again (pid %d)", number, child.process.pid)
+            return
 
     async def _push_channels(self) -> None:
         while True:
@@ -225,6 +270,9 @@ class Workers:
                 await self._pusher
         self.services.metrics.gather = None
         self._stopping = True
+        for task in list(self._restarting):
+            task.cancel()
+        await asyncio.gather(*self._restarting, return_exceptions=True)
         children, self._children = self._children, []
         for child in children:  # EOF: each child stops listening and finishes what it holds
             child.link.writer.close()
@@ -233,8 +281,9 @@ class Workers:
 
     async def _end(self, child: _Child, *, kill: bool = False) -> None:
         child.link.writer.close()
-        if kill:
-            child.process.kill()
+        if kill and child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                child.process.kill()
         try:
             async with asyncio.timeout(_STOP_GRACE_S):
                 await child.process.wait()

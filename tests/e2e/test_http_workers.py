@@ -261,6 +261,37 @@ async def test_channels_and_metrics_are_the_same_from_either_process(workers: Wo
     assert seen[0] == seen[1] >= 2  # the sum over both processes, whichever answers
 
 
+async def test_a_worker_that_dies_is_started_again(workers: Workers) -> None:
+    """SIGKILL the child (as the OOM killer would): the parent serves on, starts a new child in its
+    place, hands it connections, and counts the restart."""
+    inst = workers.instance
+    admin = token(inst, "admin1", "integration_admin")
+    parent, child = workers.pids
+    os.kill(child, signal.SIGKILL)
+    workers.pids = [parent]  # meanwhile: the parent serves alone
+
+    async def new_children() -> list[int]:
+        return [c for c in children(parent) if c != child]
+
+    deadline = time.monotonic() + 90  # a pause of a second, then a child's start-up (seconds of CPU)
+    while not (found := await new_children()) and time.monotonic() < deadline:
+        assert (await workers.post(parent, admin, "{ channels { name } }"))["data"]["channels"]  # serving meanwhile
+        await asyncio.sleep(0.2)
+    [replacement] = found
+    again = Workers(inst)
+    assert again.pids == [parent, replacement]
+    metrics = ""
+    for _ in range(100):  # the parent adds it to its balancer once it reports ready
+        try:
+            answer = await again.post(replacement, admin, "{ channels { name state } }")
+            metrics = await again.get(replacement, "/metrics", admin)
+            break
+        except AssertionError:
+            await asyncio.sleep(0.2)
+    assert {"name": "mllp", "state": "listening"} in answer["data"]["channels"]
+    assert "huizhen_worker_restarts_total 1.0" in metrics.splitlines()
+
+
 def test_the_children_leave_with_the_parent(workers: Workers) -> None:
     parent, child = workers.pids
     os.kill(parent, signal.SIGKILL)
