@@ -106,7 +106,7 @@ def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> N
     from huizhen.adapters.objects import ObjectStore
     from huizhen.app import prepare_data_dir, secret_value
     from huizhen.integration import crypto
-    from huizhen.integration.rekey import reencrypt_all, values_by_key_id
+    from huizhen.integration.rekey import plaintext_left, reencrypt_all, values_by_key_id
     from huizhen.integration.store import Store
 
     settings = _settings(ctx)
@@ -125,23 +125,24 @@ def keys_rotate(ctx: click.Context, grace: float, batch: int, retire: bool) -> N
         click.echo(f"huizhen: {exc}", err=True)
         sys.exit(2)
 
-    async def go() -> tuple[dict[str, int], dict[str, int]]:
+    async def go() -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int]]:
         store = Store(settings.resolved_database_url, ring)
         try:
             report = await reencrypt_all(store, batch=batch)
-            return report.reencrypted, await values_by_key_id(store)
+            return report.reencrypted, report.sealed, await values_by_key_id(store), await plaintext_left(store)
         finally:
             await store.close()
 
-    done, left = asyncio.run(go())
+    done, sealed, left, plaintext = asyncio.run(go())
     # the DICOM objects too: sealed under the active key (files from before encryption included)
     objects = ObjectStore(data / "dicom", ring)
     resealed = objects.reseal()
     objects_left = objects.key_ids()
     old = {kid: n for kid, n in left.items() if kid != ring.active}
     old.update({kid: n for kid, n in objects_left.items() if kid != ring.active})
+    old.update({name: n for name, n in plaintext.items() if n})
     retired = crypto.retire_old_keys(data) if retire and not old else []
-    click.echo(json.dumps({"active": ring.active, "reencrypted": done, "values_by_key": left,
+    click.echo(json.dumps({"active": ring.active, "reencrypted": done, "sealed": sealed, "values_by_key": left,
                            "objects_resealed": resealed, "objects_by_key": objects_left,
                            "retired": retired}, ensure_ascii=False))
     sys.exit(1 if old else 0)

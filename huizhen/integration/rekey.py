@@ -9,6 +9,11 @@ value a running server rewrote in the meantime is left alone and looked at
 again on the next pass. ``reencrypt_all`` repeats passes until one changes
 nothing. Blind indexes are not touched: the index key does not rotate (see
 ``crypto.py``).
+
+Columns that were plaintext before their encrypted twin existed (``PLAINTEXT``:
+the journal's error and ACK before migration 0009) are sealed on the way:
+each value moves into its ``*_enc`` column under the active key and the
+plaintext column is cleared, in the same conditional way.
 """
 
 from __future__ import annotations
@@ -17,18 +22,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, select, tuple_
+from sqlalchemy import Column, Table, and_, func, select, tuple_
 
 from huizhen.integration import tables as t
 from huizhen.integration.store import Store
 
 BATCH = 200
+# (table, plaintext column, its encrypted twin): rows written before the twin existed
+PLAINTEXT: tuple[tuple[Table, str, str], ...] = ((t.messages, "error", "error_enc"), (t.messages, "ack", "ack_enc"))
 
 
 @dataclass
 class RekeyReport:
     active: str
     reencrypted: dict[str, int] = field(default_factory=dict)  # "table.column" -> values
+    sealed: dict[str, int] = field(default_factory=dict)  # plaintext "table.column" -> values moved
     passes: int = 0
 
     @property
@@ -80,9 +88,47 @@ async def reencrypt_pass(
     return changed
 
 
+async def seal_plaintext(store: Store, report: RekeyReport, *, batch: int = BATCH) -> int:
+    """Move every value of a ``PLAINTEXT`` column into its encrypted twin; how many were moved."""
+    ring, moved = store.keyring, 0
+    for table, plain_name, sealed_name in PLAINTEXT:
+        plain = table.c[plain_name]
+        pk = list(table.primary_key.columns)
+        name = f"{table.name}.{plain_name}"
+        while True:
+            async with store.write() as repo:
+                rows = (await repo.conn.execute(
+                    select(*pk, plain).where(plain.is_not(None)).order_by(*pk).limit(batch)
+                )).all()
+                for row in rows:
+                    where = and_(*(c == row[j] for j, c in enumerate(pk)), plain == row[len(pk)])
+                    done = await repo.conn.execute(table.update().where(where).values(
+                        {sealed_name: ring.encrypt_text(row[len(pk)]), plain_name: None}
+                    ))
+                    if done.rowcount:
+                        report.sealed[name] = report.sealed.get(name, 0) + 1
+                        moved += 1
+            if len(rows) < batch:
+                break
+    return moved
+
+
+async def plaintext_left(store: Store) -> dict[str, int]:
+    """Values still in a ``PLAINTEXT`` column, by ``table.column``."""
+    async with store.read() as repo:
+        return {
+            f"{table.name}.{plain}": int((await repo.conn.execute(
+                select(func.count()).where(table.c[plain].is_not(None))
+            )).scalar_one())
+            for table, plain, _ in PLAINTEXT
+        }
+
+
 async def reencrypt_all(store: Store, *, batch: int = BATCH, max_passes: int = 10) -> RekeyReport:
-    """Passes until none changes anything (values written meanwhile by servers still on the old key)."""
+    """Seal what is still plaintext, then passes until none changes anything (values written
+    meanwhile by servers still on the old key)."""
     report = RekeyReport(active=store.keyring.active)
+    await seal_plaintext(store, report, batch=batch)
     for _ in range(max_passes):
         if not await reencrypt_pass(store, report, batch=batch):
             break
@@ -102,4 +148,7 @@ async def values_by_key_id(store: Store) -> dict[str, int]:
     return counts
 
 
-__all__ = ["RekeyReport", "encrypted_columns", "reencrypt_all", "reencrypt_pass", "values_by_key_id"]
+__all__ = [
+    "PLAINTEXT", "RekeyReport", "encrypted_columns", "plaintext_left", "reencrypt_all", "reencrypt_pass",
+    "seal_plaintext", "values_by_key_id",
+]

@@ -297,8 +297,14 @@ messages = Table(
     Column("type", String(64)),
     Column("raw_enc", LargeBinary, nullable=False),
     Column("status", String(16), nullable=False),
+    # the outcome and the ACK sent: an error names what it refused, often with the value
+    # ("PID-7 '19491301' is not an HL7 date"), and the ACK's ERR repeats it, so both are
+    # encrypted (0009). The plaintext columns hold rows journaled before; ``huizhen keys
+    # rotate`` moves them into the encrypted ones (huizhen.integration.rekey).
     Column("error", Text),
     Column("ack", Text),
+    Column("error_enc", LargeBinary),
+    Column("ack_enc", LargeBinary),
     Column("effects", JSON, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("processed_at", UTCDateTime),

@@ -19,7 +19,7 @@ from huizhen.integration.consultations import ConsultationRequest, ConsultationS
 from huizhen.integration.crypto import KeyRing, load_or_create_keyring, rotate_key_file
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.model import Actor, Coding, HumanName, Message, Observation, Patient, Urgency
-from huizhen.integration.rekey import encrypted_columns, reencrypt_all, values_by_key_id
+from huizhen.integration.rekey import encrypted_columns, plaintext_left, reencrypt_all, values_by_key_id
 from huizhen.integration.store import Store
 from tests.integration.test_store import DOCTOR, MRN, TZ, seed
 
@@ -101,7 +101,38 @@ async def test_rotation_reencrypts_everything_while_a_server_keeps_reading(
 async def test_every_encrypted_column_is_walked() -> None:
     walked = {f"{t.name}.{c.name}" for t, cols in encrypted_columns() for c in cols}
     assert {"patients.phi_enc", "patient_identifiers.value_enc", "messages.raw_enc", "consultations.clinical_enc",
-            "timeline_events.detail_enc", "observations.value_enc", "outbox.payload_enc"} <= walked
+            "timeline_events.detail_enc", "observations.value_enc", "outbox.payload_enc",
+            "messages.error_enc", "messages.ack_enc"} <= walked
+
+
+async def test_journal_errors_and_acks_are_encrypted_and_older_plaintext_is_sealed(store: Store) -> None:
+    """An error names the value it refused and the ACK's ERR repeats it: neither is stored in
+    plaintext. A row journaled before 0009 is read as it is, and sealed by the rotation's pass."""
+    error = "PID-7 '19491301' is not an HL7 date/time"
+    ack = "MSH|^~\\&|HZ|HZ|HIS|TWN001|20261127||ACK|A1|P|2.5\rMSA|AE|C9\rERR|||102|E||||" + error
+    new = Message(channel="mllp", raw=RAW, received_at=datetime.now(UTC), sender="HIS^TWN001", control_id="C9",
+                  error=error, ack=ack)
+    old = Message(channel="mllp", raw=RAW, received_at=datetime.now(UTC), sender="HIS^TWN001", control_id="C8")
+    async with store.write() as repo:
+        await repo.journal.add(new)
+        await repo.journal.add(old)
+        # as a server before 0009 wrote it: the text in the plaintext columns
+        await repo.conn.execute(tables.messages.update().where(tables.messages.c.id == old.id).values(
+            error=error.replace("1301", "1302"), ack=ack.replace("1301", "1302")))
+    assert "19491301" not in await raw_dump(store)
+    async with store.read() as repo:
+        got_new, got_old = await repo.journal.get(new.id), await repo.journal.get(old.id)
+    assert got_new is not None and (got_new.error, got_new.ack) == (error, ack)
+    assert got_old is not None and got_old.error is not None and "19491302" in got_old.error
+    assert await plaintext_left(store) == {"messages.error": 1, "messages.ack": 1}
+
+    report = await reencrypt_all(store)
+    assert report.sealed == {"messages.error": 1, "messages.ack": 1}
+    assert await plaintext_left(store) == {"messages.error": 0, "messages.ack": 0}
+    assert "19491302" not in await raw_dump(store)
+    async with store.read() as repo:
+        again = await repo.journal.get(old.id)
+    assert again is not None and (again.error, again.ack) == (got_old.error, got_old.ack)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

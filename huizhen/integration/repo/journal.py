@@ -131,21 +131,23 @@ class Journal(RepoBase):
         stats = {r[0]: ChannelStats(received=int(r[1]), errors=int(r[2] or 0), last_message_at=r[3]) for r in rows}
         for channel, entry in stats.items():
             if entry.errors:
-                entry.last_error = (
+                last = (
                     await self.conn.execute(
-                        select(c.error)
+                        select(c.error_enc, c.error)
                         .where(c.channel == channel, c.status == MessageStatus.ERROR.value)
                         .order_by(c.received_at.desc())
                         .limit(1)
                     )
-                ).scalar()
+                ).first()
+                entry.last_error = self._text(last[0], last[1]) if last else None
         return stats
 
     def _values(self, m: Message) -> dict[str, Any]:
         return {
             "channel": m.channel, "peer": m.peer, "sender": m.sender, "control_id": m.control_id,
             "type": m.type, "raw_enc": self.keyring.encrypt(m.raw), "status": m.status.value,
-            "error": m.error, "ack": m.ack, "effects": [[e.type, e.id] for e in m.effects],
+            "error": None, "ack": None, "error_enc": self.keyring.encrypt_text(m.error),
+            "ack_enc": self.keyring.encrypt_text(m.ack), "effects": [[e.type, e.id] for e in m.effects],
             "received_at": m.received_at, "processed_at": m.processed_at,
         }
 
@@ -153,9 +155,14 @@ class Journal(RepoBase):
         return Message(
             id=r["id"], channel=r["channel"], peer=r["peer"], sender=r["sender"], control_id=r["control_id"],
             type=r["type"], raw=self.keyring.decrypt(r["raw_enc"]), status=MessageStatus(r["status"]),
-            error=r["error"], ack=r["ack"], effects=[EntityRef(k, i) for k, i in r["effects"]],
+            error=self._text(r["error_enc"], r["error"]), ack=self._text(r["ack_enc"], r["ack"]),
+            effects=[EntityRef(k, i) for k, i in r["effects"]],
             received_at=r["received_at"], processed_at=r["processed_at"],
         )
+
+    def _text(self, sealed: bytes | None, plain: str | None) -> str | None:
+        """An encrypted text column, or its plaintext column for a row journaled before 0009."""
+        return self.keyring.decrypt_text(sealed) if sealed is not None else plain
 
 
 def _like_escape(value: str) -> str:
