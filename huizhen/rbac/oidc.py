@@ -61,6 +61,10 @@ class OidcVerifier:
         self.fetches = 0
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = float("-inf")
+        # Two locks, so that a loop's thread never waits for the network: ``_fetch_lock`` is held
+        # for a whole synchronous fetch (off a loop only); ``_lock`` only for a moment, to start
+        # a background fetch once.
+        self._fetch_lock = threading.Lock()
         self._lock = threading.Lock()
         self._fetcher: threading.Thread | None = None  # a background fetch in progress
 
@@ -105,8 +109,8 @@ class OidcVerifier:
         )
 
     def refresh(self) -> None:
-        """Fetch the JWKS now (start-up); failures are logged, the next unknown kid retries."""
-        with self._lock:
+        """Fetch the JWKS now (start-up, off a loop); failures are logged, the next unknown kid retries."""
+        with self._fetch_lock:
             self._fetch()
 
     def _key(self, kid: str) -> PyJWK:
@@ -122,7 +126,7 @@ class OidcVerifier:
                     "retry shortly)"
                 )
         else:
-            with self._lock:
+            with self._fetch_lock:
                 if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refetch_s:
                     self._fetch()
         key = self._keys.get(kid)
@@ -139,7 +143,8 @@ class OidcVerifier:
             if time.monotonic() - self._fetched_at < self.min_refetch_s:
                 return False
             self._fetched_at = time.monotonic()  # the rate limit counts from the start, as ``_fetch`` does
-            self._fetcher = threading.Thread(target=self.refresh, name="oidc-jwks", daemon=True)
+            # not ``refresh``: a synchronous fetch holding ``_fetch_lock`` must not make it wait
+            self._fetcher = threading.Thread(target=self._fetch, name="oidc-jwks", daemon=True)
             self._fetcher.start()
             return True
 

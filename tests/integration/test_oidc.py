@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -33,6 +34,7 @@ class Provider:
     published: list[str] = field(default_factory=list)  # kids in the JWKS
     requests: int = 0
     hold: threading.Event | None = None  # set: the JWKS is answered only once the event is set
+    held: threading.Event = field(default_factory=threading.Event)  # a request is being held
 
     def add_key(self, kid: str, kind: str = "RSA", publish: bool = True) -> None:
         key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "RSA" else (
@@ -71,6 +73,7 @@ def provider() -> Iterator[Provider]:
         def do_GET(self) -> None:
             p.requests += 1
             if p.hold is not None:
+                p.held.set()
                 p.hold.wait(10)
             body = json.dumps(p.jwks()).encode()
             self.send_response(200)
@@ -165,9 +168,13 @@ async def test_on_an_event_loop_an_unknown_key_is_fetched_without_waiting(provid
     provider.add_key("rsa-2")
     provider.hold = threading.Event()
     try:
-        for _ in range(3):  # one fetch, however many tokens arrive meanwhile
+        with pytest.raises(AuthenticationError, match="being fetched again; retry"):
+            v.verify(provider.token("rsa-2"))
+        assert await asyncio.to_thread(provider.held.wait, 10)  # the fetch now waits for the provider
+        for _ in range(2):  # neither waits for that fetch, nor starts another
             with pytest.raises(AuthenticationError, match="being fetched again; retry"):
                 v.verify(provider.token("rsa-2"))
+        assert provider.requests == 2
     finally:
         provider.hold.set()  # the provider answers only now: verify did not wait for it
     v.wait_for_fetch(10)
