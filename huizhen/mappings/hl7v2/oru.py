@@ -12,9 +12,11 @@ from huizhen.integration.commands import (
     UpsertPatient,
 )
 from huizhen.integration.model import Coding, Identifier, Observation
+from huizhen.mappings.codes import LabCodes
 
 from .context import MappingContext, MappingResult, Scope
 from .datatypes import LOINC, codings, datetime_at, ei_identifier
+from .delimiters import Delimiters
 from .errors import ErrorLocation, MappingError
 from .parse import Hl7Message, Segment
 from .patient import map_patient
@@ -131,7 +133,28 @@ def _observation(obx: Segment, obr: Segment | None, code: Coding, scope: Scope) 
 
 
 def _code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
-    """OBX-3 as LOINC where it is (or translates to) LOINC; the local code kept apart."""
+    """OBX-3 as LOINC where it is (or translates to) LOINC; the local code kept apart.
+
+    A lab sends the same few hundred codes all day, ten or more per ORU^R01: each OBX-3 text is
+    read once per facility and code table (Codings are immutable, so the answer is shared)."""
+    plain = obx.plain(3)
+    if not plain:  # escaped (or empty: the error below)
+        return _read_code(obx, scope)
+    lab_codes, facility = scope.tables.lab_codes, scope.facility_code
+    key = (plain, facility, obx.delimiters, lab_codes)
+    found = _CODES.get(key)
+    if found is None:
+        if len(_CODES) >= _MAX_CODES:
+            _CODES.clear()
+        found = _CODES[key] = _read_code(obx, scope)
+    return found
+
+
+_CODES: dict[tuple[str, str | None, Delimiters, LabCodes], tuple[Coding, Coding | None]] = {}
+_MAX_CODES = 4096  # a reloaded code table's entries go with the next clearing
+
+
+def _read_code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
     found = codings(obx.first(3))
     if not found:
         raise MappingError(

@@ -133,6 +133,17 @@ class Segment:
             reps = self._seen[field] = self._read(field)
         return reps[0].get(component, subcomponent) if reps else ""
 
+    def plain(self, field: int) -> str | None:
+        """The field as sent when it holds no escape sequence (else ``None``; ``""`` when absent):
+        with the delimiters, a key under which readers of a value sent over and over (OBX-3) may
+        remember what they made of it, as :meth:`Composite.single` is for one plain value."""
+        text = self._fields[field] if 0 < field < len(self._fields) else ""
+        return None if self._delimiters.escape in text else text
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self._delimiters
+
     def text(self, field: int, separator: str = "\n") -> str:
         """All repetitions of a text field (TX, FT), each unescaped whole."""
         return separator.join(rep.text() for rep in self.repetitions(field)).strip()
