@@ -277,3 +277,31 @@ def test_reseal_moves_objects_to_a_new_active_key(tmp_path: Path, store: ObjectS
     assert rotated.reseal() == 1
     assert rotated.key_ids() == {ring.active: 1}
     assert rotated.read(stored.key, verify=True) == CT
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_a_directory_fsync_failing_is_a_write_error_and_leaves_no_descriptor_open(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refusing a directory's fsync (EIO, as a failing device reports it) on a syncer
+    thread: the caller gets the error, the fresh file is gone, every directory opened is closed."""
+    store.put("1.2.3", b"warm the syncers")  # their threads (and descriptors) exist before counting
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if Path(f"/proc/self/fd/{fd}").resolve().is_dir():
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    before = _open_descriptors()
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ObjectWriteError) as raised:
+        store.put(CT_UID, CT)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert raised.value.os_errno == 5
+    assert store.versions(CT_UID) == []
+    assert _open_descriptors() == before
