@@ -95,11 +95,13 @@ async def seal_plaintext(store: Store, report: RekeyReport, *, batch: int = BATC
         plain = table.c[plain_name]
         pk = list(table.primary_key.columns)
         name = f"{table.name}.{plain_name}"
-        while True:
+        last: Any = None
+        while True:  # in primary-key order from where the last batch ended: a value changed meanwhile is not met again
+            query = select(*pk, plain).where(plain.is_not(None)).order_by(*pk).limit(batch)
+            if last is not None:
+                query = query.where(pk[0] > last)
             async with store.write() as repo:
-                rows = (await repo.conn.execute(
-                    select(*pk, plain).where(plain.is_not(None)).order_by(*pk).limit(batch)
-                )).all()
+                rows = (await repo.conn.execute(query)).all()
                 for row in rows:
                     where = and_(*(c == row[j] for j, c in enumerate(pk)), plain == row[len(pk)])
                     done = await repo.conn.execute(table.update().where(where).values(
@@ -110,6 +112,7 @@ async def seal_plaintext(store: Store, report: RekeyReport, *, batch: int = BATC
                         moved += 1
             if len(rows) < batch:
                 break
+            last = rows[-1][0]
     return moved
 
 
