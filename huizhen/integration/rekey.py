@@ -11,7 +11,7 @@ nothing. Blind indexes are not touched: the index key does not rotate (see
 ``crypto.py``).
 
 Columns that were plaintext before their encrypted twin existed (``PLAINTEXT``:
-the journal's error and ACK before migration 0009) are sealed on the way:
+the journal's error and ACK before migration 0009, the outbox's before 0010) are sealed on the way:
 each value moves into its ``*_enc`` column under the active key and the
 plaintext column is cleared, in the same conditional way.
 """
@@ -29,7 +29,10 @@ from huizhen.integration.store import Store
 
 BATCH = 200
 # (table, plaintext column, its encrypted twin): rows written before the twin existed
-PLAINTEXT: tuple[tuple[Table, str, str], ...] = ((t.messages, "error", "error_enc"), (t.messages, "ack", "ack_enc"))
+PLAINTEXT: tuple[tuple[Table, str, str], ...] = (
+    (t.messages, "error", "error_enc"), (t.messages, "ack", "ack_enc"),
+    (t.outbox, "last_error", "last_error_enc"), (t.outbox, "ack", "ack_enc"),
+)
 
 
 @dataclass

@@ -362,8 +362,12 @@ outbox = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime),
+    # what the other system answered (as the journal's: it can quote our report; encrypted since 0010,
+    # the plaintext columns hold older rows until ``huizhen keys rotate`` moves them)
     Column("last_error", Text),
     Column("ack", Text),
+    Column("last_error_enc", LargeBinary),
+    Column("ack_enc", LargeBinary),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Index("ix_outbox_due", "status", "next_attempt_at"),

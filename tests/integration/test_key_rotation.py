@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -18,7 +18,16 @@ from huizhen.integration import tables
 from huizhen.integration.consultations import ConsultationRequest, ConsultationService
 from huizhen.integration.crypto import KeyRing, load_or_create_keyring, rotate_key_file
 from huizhen.integration.events import InProcessBus
-from huizhen.integration.model import Actor, Coding, HumanName, Message, Observation, Patient, Urgency
+from huizhen.integration.model import (
+    Actor,
+    Coding,
+    HumanName,
+    Message,
+    Observation,
+    OutboundMessage,
+    Patient,
+    Urgency,
+)
 from huizhen.integration.rekey import encrypted_columns, plaintext_left, reencrypt_all, values_by_key_id
 from huizhen.integration.store import Store
 from tests.integration.test_store import DOCTOR, MRN, TZ, seed
@@ -98,6 +107,32 @@ async def test_rotation_reencrypts_everything_while_a_server_keeps_reading(
         assert secret not in blob, secret
 
 
+async def test_outbox_answers_are_encrypted_and_older_plaintext_is_sealed(store: Store) -> None:
+    """The other system's ACK to our report, and the last error, can quote the report: encrypted,
+    and sealed by the rotation when written before 0010."""
+    ack = "MSH|^~\\&|HIS|TWN001|HZ|HZ|20261127||ACK|H1|P|2.5\rMSA|AE|R1\rERR|||103|E||||PID-3 'M001' unknown"
+    sent = OutboundMessage(channel="mllp-out", destination="TWN001", payload=b"MSH|...", created_at=datetime.now(UTC),
+                           last_error="AE: PID-3 'M001' unknown", ack=ack)
+    older = OutboundMessage(channel="mllp-out", destination="TWN001", payload=b"MSH|...",
+                            created_at=datetime.now(UTC))
+    async with store.write() as repo:
+        await repo.outbox.enqueue(sent)
+        await repo.outbox.enqueue(older)
+        await repo.conn.execute(tables.outbox.update().where(tables.outbox.c.id == older.id).values(
+            last_error="AE: PID-3 'M002' unknown", ack=ack.replace("M001", "M002")))
+    blob = await raw_dump(store)
+    assert "'M001'" not in blob and "'M002'" in blob
+    report = await reencrypt_all(store)
+    assert report.sealed == {"outbox.last_error": 1, "outbox.ack": 1}
+    assert "'M002'" not in await raw_dump(store)
+    async with store.read() as repo:
+        found = {m.id: m for m in await repo.outbox.claim_due(datetime.now(UTC), lease=timedelta(seconds=1))}
+        stats = await repo.outbox.channel_stats()
+    assert (found[sent.id].last_error, found[sent.id].ack) == (sent.last_error, ack)
+    assert found[older.id].last_error == "AE: PID-3 'M002' unknown" and "'M002'" in (found[older.id].ack or "")
+    assert stats["mllp-out"][0].last_error is not None and "unknown" in stats["mllp-out"][0].last_error
+
+
 async def test_every_encrypted_column_is_walked() -> None:
     walked = {f"{t.name}.{c.name}" for t, cols in encrypted_columns() for c in cols}
     assert {"patients.phi_enc", "patient_identifiers.value_enc", "messages.raw_enc", "consultations.clinical_enc",
@@ -124,11 +159,12 @@ async def test_journal_errors_and_acks_are_encrypted_and_older_plaintext_is_seal
         got_new, got_old = await repo.journal.get(new.id), await repo.journal.get(old.id)
     assert got_new is not None and (got_new.error, got_new.ack) == (error, ack)
     assert got_old is not None and got_old.error is not None and "19491302" in got_old.error
-    assert await plaintext_left(store) == {"messages.error": 1, "messages.ack": 1}
+    none_left = {"messages.error": 0, "messages.ack": 0, "outbox.last_error": 0, "outbox.ack": 0}
+    assert await plaintext_left(store) == none_left | {"messages.error": 1, "messages.ack": 1}
 
     report = await reencrypt_all(store, batch=1)  # batches of one: the walk goes on past a full batch
     assert report.sealed == {"messages.error": 1, "messages.ack": 1}
-    assert await plaintext_left(store) == {"messages.error": 0, "messages.ack": 0}
+    assert await plaintext_left(store) == none_left
     assert "19491302" not in await raw_dump(store)
     async with store.read() as repo:
         again = await repo.journal.get(old.id)

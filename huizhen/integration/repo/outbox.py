@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, true
+from sqlalchemy import case, func, or_, select, true
 
 from huizhen.integration import tables as t
 from huizhen.integration.model import OutboundMessage, OutboundStatus
@@ -72,12 +72,14 @@ class Outbox(RepoBase):
         for channel, total, n_failed, n_pending, last in await self.conn.execute(
             select(c.channel, func.count(), failed, pending, func.max(c.sent_at)).group_by(c.channel)
         ):
-            error = (
+            found = (
                 await self.conn.execute(
-                    select(c.last_error).where(c.channel == channel, c.last_error.is_not(None))
+                    select(c.last_error_enc, c.last_error)
+                    .where(c.channel == channel, or_(c.last_error_enc.is_not(None), c.last_error.is_not(None)))
                     .order_by(c.created_at.desc()).limit(1)
                 )
-            ).scalar()
+            ).first()
+            error = self._text(found[0], found[1]) if found else None
             stats = ChannelStats(received=int(total), errors=int(n_failed or 0), last_error=error, last_message_at=last)
             out[channel] = (stats, int(n_pending or 0))
         return out
@@ -87,7 +89,8 @@ class Outbox(RepoBase):
             "channel": m.channel, "destination": m.destination, "type": m.type, "control_id": m.control_id,
             "consultation_id": m.consultation_id, "payload_enc": self.keyring.encrypt(m.payload),
             "status": m.status.value, "attempts": m.attempts, "next_attempt_at": m.next_attempt_at,
-            "last_error": m.last_error, "ack": m.ack, "created_at": m.created_at, "sent_at": m.sent_at,
+            "last_error": None, "ack": None, "last_error_enc": self.keyring.encrypt_text(m.last_error),
+            "ack_enc": self.keyring.encrypt_text(m.ack), "created_at": m.created_at, "sent_at": m.sent_at,
         }
 
     def _message(self, r: Any) -> OutboundMessage:
@@ -95,9 +98,14 @@ class Outbox(RepoBase):
             id=r["id"], channel=r["channel"], destination=r["destination"], type=r["type"],
             control_id=r["control_id"], consultation_id=r["consultation_id"],
             payload=self.keyring.decrypt(r["payload_enc"]), status=OutboundStatus(r["status"]),
-            attempts=r["attempts"], next_attempt_at=r["next_attempt_at"], last_error=r["last_error"], ack=r["ack"],
+            attempts=r["attempts"], next_attempt_at=r["next_attempt_at"],
+            last_error=self._text(r["last_error_enc"], r["last_error"]), ack=self._text(r["ack_enc"], r["ack"]),
             created_at=r["created_at"], sent_at=r["sent_at"],
         )
+
+    def _text(self, sealed: bytes | None, plain: str | None) -> str | None:
+        """An encrypted text column, or its plaintext column for a row written before 0010."""
+        return self.keyring.decrypt_text(sealed) if sealed is not None else plain
 
 
 def backoff(attempts: int, *, base_s: float = 2.0, cap_s: float = 300.0) -> timedelta:
