@@ -219,7 +219,7 @@ class Workers:
         await self._end(dead, kill=True)
         number = dead.role.number
         young = time.monotonic() - dead.started < _YOUNG_S
-        pause = min(self._pause.get(number, _RESTART_FIRST_S), _RESTART_MAX_S) if young else _RESTART_FIRST_S
+        pause = self._pause.get(number, _RESTART_FIRST_S) if young else _RESTART_FIRST_S
         while not self._stopping:
             log.warning("worker %d ended (exit code %s); starting it again in %.0f s", number,
                         dead.process.returncode, pause)

@@ -56,6 +56,11 @@ def encrypted_columns() -> list[tuple[Table, list[Column[Any]]]]:
     return out
 
 
+def _after(pk: list[Column[Any]], last: tuple[Any, ...]) -> Any:
+    """Rows past ``last`` in primary-key order: where a batched walk goes on."""
+    return tuple_(*pk) > tuple_(*last) if len(pk) > 1 else pk[0] > last[0]
+
+
 async def reencrypt_pass(
     store: Store, report: RekeyReport, *, batch: int = BATCH, progress: Callable[[int], None] | None = None
 ) -> int:
@@ -67,7 +72,7 @@ async def reencrypt_pass(
         while True:
             query = select(*pk, *cols).order_by(*pk).limit(batch)
             if last is not None:
-                query = query.where(tuple_(*pk) > tuple_(*last) if len(pk) > 1 else pk[0] > last[0])
+                query = query.where(_after(pk, last))
             async with store.write() as repo:
                 rows = (await repo.conn.execute(query)).all()
                 for row in rows:
@@ -98,11 +103,11 @@ async def seal_plaintext(store: Store, report: RekeyReport, *, batch: int = BATC
         plain = table.c[plain_name]
         pk = list(table.primary_key.columns)
         name = f"{table.name}.{plain_name}"
-        last: Any = None
+        last: tuple[Any, ...] | None = None
         while True:  # in primary-key order from where the last batch ended: a value changed meanwhile is not met again
             query = select(*pk, plain).where(plain.is_not(None)).order_by(*pk).limit(batch)
             if last is not None:
-                query = query.where(pk[0] > last)
+                query = query.where(_after(pk, last))
             async with store.write() as repo:
                 rows = (await repo.conn.execute(query)).all()
                 for row in rows:
@@ -115,7 +120,7 @@ async def seal_plaintext(store: Store, report: RekeyReport, *, batch: int = BATC
                         moved += 1
             if len(rows) < batch:
                 break
-            last = rows[-1][0]
+            last = tuple(rows[-1][: len(pk)])
     return moved
 
 

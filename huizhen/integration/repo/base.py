@@ -33,6 +33,11 @@ class RepoBase:
     async def run_many(self, statement: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
         await prepared.run_many(self.conn, statement, rows)
 
+    def sealed_text(self, sealed: bytes | None, plain: str | None) -> str | None:
+        """An encrypted text column, or its plaintext twin for a row written before the column was
+        encrypted (``huizhen.integration.rekey.PLAINTEXT``)."""
+        return self.keyring.decrypt_text(sealed) if sealed is not None else plain
+
     def upsert_into(self, table: Any) -> Any:
         """A dialect insert that supports ``on_conflict_do_*``."""
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)

@@ -139,7 +139,7 @@ class Journal(RepoBase):
                         .limit(1)
                     )
                 ).first()
-                entry.last_error = self._text(last[0], last[1]) if last else None
+                entry.last_error = self.sealed_text(last[0], last[1]) if last else None
         return stats
 
     def _values(self, m: Message) -> dict[str, Any]:
@@ -155,14 +155,10 @@ class Journal(RepoBase):
         return Message(
             id=r["id"], channel=r["channel"], peer=r["peer"], sender=r["sender"], control_id=r["control_id"],
             type=r["type"], raw=self.keyring.decrypt(r["raw_enc"]), status=MessageStatus(r["status"]),
-            error=self._text(r["error_enc"], r["error"]), ack=self._text(r["ack_enc"], r["ack"]),
+            error=self.sealed_text(r["error_enc"], r["error"]), ack=self.sealed_text(r["ack_enc"], r["ack"]),
             effects=[EntityRef(k, i) for k, i in r["effects"]],
             received_at=r["received_at"], processed_at=r["processed_at"],
         )
-
-    def _text(self, sealed: bytes | None, plain: str | None) -> str | None:
-        """An encrypted text column, or its plaintext column for a row journaled before 0009."""
-        return self.keyring.decrypt_text(sealed) if sealed is not None else plain
 
 
 def _like_escape(value: str) -> str:

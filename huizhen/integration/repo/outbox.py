@@ -79,7 +79,7 @@ class Outbox(RepoBase):
                     .order_by(c.created_at.desc()).limit(1)
                 )
             ).first()
-            error = self._text(found[0], found[1]) if found else None
+            error = self.sealed_text(found[0], found[1]) if found else None
             stats = ChannelStats(received=int(total), errors=int(n_failed or 0), last_error=error, last_message_at=last)
             out[channel] = (stats, int(n_pending or 0))
         return out
@@ -99,13 +99,9 @@ class Outbox(RepoBase):
             control_id=r["control_id"], consultation_id=r["consultation_id"],
             payload=self.keyring.decrypt(r["payload_enc"]), status=OutboundStatus(r["status"]),
             attempts=r["attempts"], next_attempt_at=r["next_attempt_at"],
-            last_error=self._text(r["last_error_enc"], r["last_error"]), ack=self._text(r["ack_enc"], r["ack"]),
-            created_at=r["created_at"], sent_at=r["sent_at"],
+            last_error=self.sealed_text(r["last_error_enc"], r["last_error"]),
+            ack=self.sealed_text(r["ack_enc"], r["ack"]), created_at=r["created_at"], sent_at=r["sent_at"],
         )
-
-    def _text(self, sealed: bytes | None, plain: str | None) -> str | None:
-        """An encrypted text column, or its plaintext column for a row written before 0010."""
-        return self.keyring.decrypt_text(sealed) if sealed is not None else plain
 
 
 def backoff(attempts: int, *, base_s: float = 2.0, cap_s: float = 300.0) -> timedelta:
