@@ -182,6 +182,17 @@ async def sources_of(entity_id: str, info: Info) -> list[SourceMessage]:
     return [SourceMessage(_m=msg) for msg in await info.context.loaders.sources.load(entity_id)]
 
 
+@strawberry.type(description="A code and the system it belongs to.")
+class Coding:
+    code: str
+    system: str | None
+    display: str | None
+
+    @staticmethod
+    def of(c: m.Coding) -> Coding:
+        return Coding(code=c.code, system=c.system, display=c.display)
+
+
 @strawberry.type
 class Observation:
     _m: strawberry.Private[m.Observation]
@@ -209,6 +220,23 @@ class Observation:
             self.reference_range = r.text
         else:
             self.reference_range = f"{r.low if r.low is not None else ''}-{r.high if r.high is not None else ''}"
+
+    @strawberry.field(description="The code in other systems, as the source sent it (a lab's local code that a "
+                      "table translated to LOINC, an alternate coding).")
+    def alternate_codes(self) -> list[Coding]:
+        return [Coding.of(c) for c in self._m.alternate_codes]
+
+    @strawberry.field(description="The source's own text for the code, where it is not the display.")
+    def code_text(self) -> str | None:
+        return self._m.code_text
+
+    @strawberry.field(description="Kinds of observation the source named (laboratory, vital-signs…).")
+    def category(self) -> list[Coding]:
+        return [Coding.of(c) for c in self._m.category]
+
+    @strawberry.field(description="When the result was released, where the source said.")
+    def issued(self) -> str | None:
+        return local_iso(self._m.issued)
 
     @strawberry.field(description="The journaled messages that created or changed this observation.")
     async def sources(self, info: Info) -> list[SourceMessage]:

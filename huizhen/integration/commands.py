@@ -13,12 +13,10 @@ keeps what is stored; identifiers are added to those already known.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from huizhen.integration.model import (
-    Coding,
     Consultation,
     Document,
     Encounter,
@@ -71,16 +69,11 @@ class MergePatients:
 
 @dataclass(frozen=True, slots=True)
 class AddObservations:
-    """Results for a patient; attached to the consultation whose source order is ``order``.
-
-    ``original_codes`` keeps, by observation id, the local code an observation
-    came with when a code table translated it (the model holds one code).
-    """
+    """Results for a patient; attached to the consultation whose source order is ``order``."""
 
     patient: PatientRef
     observations: tuple[Observation, ...]
     order: Identifier | None = None
-    original_codes: Mapping[str, Coding] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

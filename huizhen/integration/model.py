@@ -228,6 +228,13 @@ class Observation:
     encounter_id: str | None = None
     consultation_id: str | None = None
     id: str = field(default_factory=new_time_ordered_id)  # appended in bulk (an ORU^R01's ten)
+    # The rest of what a source said, kept so that nothing it sent is lost (most results carry none):
+    alternate_codes: tuple[Coding, ...] = ()  # ``code`` in other systems: the local code a table
+    # translated, OBX-3's alternate triplet, a FHIR code's further codings
+    code_text: str | None = None  # FHIR ``code.text`` where it is not the display
+    category: tuple[Coding, ...] = ()  # FHIR ``category`` (laboratory, vital-signs…)
+    issued: datetime | None = None  # when the result was released (FHIR ``issued``)
+    value_alternates: tuple[Coding, ...] = ()  # a coded value's further codings
 
     @property
     def display_value(self) -> str | None:

@@ -115,6 +115,10 @@ def _observation(sent: dict[str, Any], out: dict[str, Any], subjects: dict[str, 
     _subject(sent, out, subjects)
     coded = {(c.get("system"), c["code"]) for c in sent["code"].get("coding", [])}
     assert (out["code"]["coding"][0].get("system"), out["code"]["coding"][0]["code"]) in coded
+    assert {(c.get("system"), c["code"]) for c in out["code"].get("coding", [])} == coded  # none dropped
+    assert _categories(out) == _categories(sent)
+    if "issued" in sent:
+        assert moment(out["issued"]) == moment(sent["issued"])
     for key in ("valueQuantity",):
         if key in sent:
             assert Decimal(str(out[key]["value"])) == Decimal(str(sent[key]["value"]))
@@ -126,6 +130,10 @@ def _observation(sent: dict[str, Any], out: dict[str, Any], subjects: dict[str, 
             assert Decimal(str(c_out["valueQuantity"]["value"])) == Decimal(str(c_in["valueQuantity"]["value"]))
     if "effectiveDateTime" in sent:
         assert moment(out["effectiveDateTime"]) == moment(sent["effectiveDateTime"])
+
+
+def _categories(resource: dict[str, Any]) -> list[set[tuple[str | None, str]]]:
+    return [{(c.get("system"), c["code"]) for c in cc.get("coding", [])} for cc in resource.get("category", [])]
 
 
 def _condition(sent: dict[str, Any], out: dict[str, Any], subjects: dict[str, str]) -> None:

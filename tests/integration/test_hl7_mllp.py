@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import hl7
+import httpx
 import pytest
 
 from huizhen.adapters.hl7_send import application_ack_wait
@@ -115,6 +116,21 @@ async def test_lab_results_attach_to_the_patient(server: RunningServer, mllp: Ml
         [obs] = (await repo.clinical.observations_for_patients([patient.id]))[patient.id]
     assert (obs.code.code, obs.code.system) == ("6690-2", "http://loinc.org")  # local WBC translated by the table
     assert (str(obs.value_quantity), obs.unit, obs.interpretation) == ("6.50", "10*9/L", "N")
+    # the local code the lab sent is kept beside the LOINC one: over GraphQL and FHIR
+    doctor = server.client(server.token("doc-1", "primary_doctor", facility="QSWSY"))
+    try:
+        data = await doctor.execute(
+            "query($id: ID!) { patient(id: $id) { observations { code alternateCodes { code system display } } } }",
+            id=patient.id,
+        )
+    finally:
+        await doctor.aclose()
+    [seen] = data["patient"]["observations"]
+    assert seen == {"code": "6690-2", "alternateCodes": [{"code": "WBC", "system": "L", "display": "白细胞计数"}]}
+    bearer = {"Authorization": f"Bearer {server.token('doc-1', 'primary_doctor', facility='QSWSY')}"}
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
+        read = (await fhir.get(f"/Observation/{obs.id}")).json()
+    assert [(c.get("system"), c["code"]) for c in read["code"]["coding"]] == [("http://loinc.org", "6690-2"), ("L", "WBC")]
 
 
 ORDER = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -249,6 +250,8 @@ class Clinical(RepoBase):
             "range": [str(rr.low) if rr and rr.low is not None else None,
                       str(rr.high) if rr and rr.high is not None else None, rr.text if rr else None] if rr else None,
         }
+        if o.alternate_codes or o.code_text or o.category or o.issued or o.value_alternates:
+            clinical.update(_details(o))
         return {
             "id": o.id, "patient_id": o.patient_id, "code": o.code.code, "system": o.code.system,
             "display": o.code.display, "status": o.status, "value_type": o.value_type,
@@ -276,4 +279,31 @@ class Clinical(RepoBase):
             interpretation=interpretation, effective_at=effective_at,
             identifiers=identifiers_from_json(identifiers), encounter_id=encounter_id,
             consultation_id=consultation_id,
+            **(_details_of(clinical) if "details" in clinical else {}),
         )
+
+
+def _details(o: Observation) -> dict[str, Any]:
+    """The rest of what the source said (alternate codes, code text, category, issued), kept in
+    the encrypted value beside it: under one key, present only when there is any."""
+    def codes(found: tuple[Coding, ...]) -> list[list[str | None]] | None:
+        return [[c.code, c.system, c.display] for c in found] or None
+
+    details = {
+        "codes": codes(o.alternate_codes), "text": o.code_text, "category": codes(o.category),
+        "issued": o.issued.isoformat() if o.issued else None, "value_codes": codes(o.value_alternates),
+    }
+    return {"details": {k: v for k, v in details.items() if v is not None}}
+
+
+def _details_of(clinical: dict[str, Any]) -> dict[str, Any]:
+    d = clinical["details"]
+
+    def codes(key: str) -> tuple[Coding, ...]:
+        return tuple(Coding(c[0], c[1], c[2]) for c in d.get(key) or ())
+
+    return {
+        "alternate_codes": codes("codes"), "code_text": d.get("text"), "category": codes("category"),
+        "issued": datetime.fromisoformat(d["issued"]) if d.get("issued") else None,
+        "value_alternates": codes("value_codes"),
+    }

@@ -54,6 +54,26 @@ def coding(concept: CodeableConcept | None, prefer: Sequence[str] = ()) -> Codin
     return None
 
 
+def alternates(concept: CodeableConcept | None, chosen: Coding | None) -> tuple[Coding, ...]:
+    """The codings of ``concept`` other than ``chosen`` (the one the model keeps as the code):
+    the same meaning in other systems, kept so that none is lost."""
+    if concept is None or chosen is None:
+        return ()
+    return tuple(
+        Coding(c.code, c.system, c.display) for c in concept.coding or ()
+        if c.code and (c.code, c.system) != (chosen.code, chosen.system)
+    )
+
+
+def codings_of(concepts: Iterable[CodeableConcept] | None) -> tuple[Coding, ...]:
+    """Every coding of a list of concepts (a text-only concept as its text)."""
+    found: list[Coding] = []
+    for cc in concepts or ():
+        coded = [Coding(c.code, c.system, c.display) for c in cc.coding or () if c.code]
+        found += coded or ([Coding(cc.text, None, cc.text)] if cc.text else [])
+    return tuple(found)
+
+
 def text(concept: CodeableConcept | None) -> str | None:
     """What a person would read: text, else a display, else a code."""
     if concept is None:

@@ -112,13 +112,18 @@ def _code(concept: Any) -> Coding:
     return Coding(label, None, label)  # text-only: rendered back as text
 
 
+def _text_beyond(concept: Any, code: Coding) -> str | None:
+    """``concept.text`` where the code's display does not already say it."""
+    return concept.text if concept is not None and concept.text and concept.text != code.display else None
+
+
 def observation(res: FhirObservation) -> Mapped[Observation]:
     effective = (
         res.effectiveDateTime or res.effectiveInstant or (res.effectivePeriod.start if res.effectivePeriod else None)
     )
 
-    def one(source: Any, code: Coding, identifiers: list[Any]) -> Observation:
-        v = _value(source)
+    def one(source: Any, identifiers: list[Any], **more: Any) -> Observation:
+        code, v = _code(source.code), _value(source)
         return Observation(
             patient_id="",
             code=code,
@@ -132,10 +137,16 @@ def observation(res: FhirObservation) -> Mapped[Observation]:
             interpretation=_interpretation(source),
             effective_at=dt.when(effective),
             identifiers=identifiers,
+            alternate_codes=dt.alternates(source.code, code),
+            code_text=_text_beyond(source.code, code),
+            value_alternates=dt.alternates(source.valueCodeableConcept, v.coding),
+            **more,
         )
 
-    parent = one(res, _code(res.code), dt.identifiers(res.identifier))
-    parts = tuple(one(c, _code(c.code), []) for c in res.component or ())
+    parent = one(
+        res, dt.identifiers(res.identifier), category=dt.codings_of(res.category), issued=dt.when(res.issued)
+    )
+    parts = tuple(one(c, []) for c in res.component or ())
     links = _links(("patient_id", res.subject), ("encounter_id", res.encounter))
     links += tuple(Link("based_on", r) for ref in res.basedOn or () if (r := ref_of(ref)))
     links += tuple(Link("has_member", r) for ref in res.hasMember or () if (r := ref_of(ref)))
@@ -154,6 +165,7 @@ def condition(res: Condition) -> Mapped[Observation]:
         value_type="CWE" if disease else "ST",
         value_coding=disease,
         value_string=None if disease else dt.text(res.code),
+        value_alternates=dt.alternates(res.code, disease),
         effective_at=dt.when(onset or res.recordedDate),
         identifiers=dt.identifiers(res.identifier),
     )

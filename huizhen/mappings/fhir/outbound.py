@@ -136,12 +136,17 @@ def observation(o: Observation, components: Sequence[Observation] = ()) -> JSON:
             "identifier": r.identifiers(o.identifiers),
             "basedOn": [r.reference("ServiceRequest", o.consultation_id)] if o.consultation_id else None,
             "status": vocab.observation_status(o.status),
-            "code": r.concept(o.code),
+            "category": [r.concept(c) for c in o.category] or None,
+            "code": r.concept(o.code, o.code_text, o.alternate_codes),
             "subject": r.reference("Patient", o.patient_id),
             "encounter": r.reference("Encounter", o.encounter_id),
             "effectiveDateTime": r.date_time(o.effective_at) if o.effective_at else None,
+            "issued": r.instant(o.issued) if o.issued else None,
             **_measured(o),
-            "component": [compact({"code": r.concept(c.code), **_measured(c)}) for c in components],
+            "component": [
+                compact({"code": r.concept(c.code, c.code_text, c.alternate_codes), **_measured(c)})
+                for c in components
+            ],
         }
     )
 
@@ -152,7 +157,7 @@ def _measured(o: Observation) -> JSON:
     if o.value_quantity is not None:
         found["valueQuantity"] = r.quantity(o.value_quantity, o.unit)
     elif o.value_coding is not None:
-        found["valueCodeableConcept"] = r.concept(o.value_coding)
+        found["valueCodeableConcept"] = r.concept(o.value_coding, more=o.value_alternates)
     elif o.value_string is not None:
         found.update(_text_value(o.value_type, o.value_string, o.unit))
     if o.interpretation:

@@ -10,7 +10,7 @@ whenever a time is given.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
@@ -67,13 +67,14 @@ def coding(c: Coding) -> JSON:
     return compact({"system": c.system, "code": c.code, "display": c.display})
 
 
-def concept(c: Coding | None, text: str | None = None) -> JSON | None:
-    """A CodeableConcept; a system-less coding whose code is its display is text only."""
+def concept(c: Coding | None, text: str | None = None, more: Sequence[Coding] = ()) -> JSON | None:
+    """A CodeableConcept (``more``: its further codings); a system-less coding whose code is its
+    display is text only."""
     if c is None:
         return compact({"text": text}) or None
     if c.system is None and c.code == c.display:
-        return {"text": text or c.code}
-    return compact({"coding": [coding(c)], "text": text})
+        return compact({"coding": [coding(m) for m in more] or None, "text": text or c.code})
+    return compact({"coding": [coding(c), *(coding(m) for m in more)], "text": text})
 
 
 def text_concept(text: str | None) -> JSON | None:

@@ -94,18 +94,13 @@ def _placer_order(orc: Segment | None, obr: Segment, scope: Scope) -> Identifier
 def _observations(group: _OrderGroup, scope: Scope) -> AddObservations | None:
     if not group.results:
         return None
-    originals: dict[str, Coding] = {}
-    observations = []
-    for obx in group.results:
-        code, original = _code(obx, scope)
-        observation = _observation(obx, group.obr, code, scope)
-        if original is not None:
-            originals[observation.id] = original
-        observations.append(observation)
-    return AddObservations(group.patient, tuple(observations), group.order, originals)
+    observations = tuple(_observation(obx, group.obr, *_code(obx, scope), scope) for obx in group.results)
+    return AddObservations(group.patient, observations, group.order)
 
 
-def _observation(obx: Segment, obr: Segment | None, code: Coding, scope: Scope) -> Observation:
+def _observation(
+    obx: Segment, obr: Segment | None, code: Coding, alternates: tuple[Coding, ...], scope: Scope
+) -> Observation:
     value_type = obx.get(2).upper()
     quantity, text, coded = observation_value(obx, value_type)
     if value_type not in TEXT_TYPES and len(obx.repetitions(5)) > 1:
@@ -129,11 +124,13 @@ def _observation(obx: Segment, obr: Segment | None, code: Coding, scope: Scope) 
         interpretation=obx.get(8) or None,
         effective_at=effective,
         identifiers=[instance] if instance else [],
+        alternate_codes=alternates,
     )
 
 
-def _code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
-    """OBX-3 as LOINC where it is (or translates to) LOINC; the local code kept apart.
+def _code(obx: Segment, scope: Scope) -> tuple[Coding, tuple[Coding, ...]]:
+    """OBX-3 as LOINC where it is (or translates to) LOINC; the other codings it carried (the local
+    code a table translated, the alternate triplet) kept as alternates.
 
     A lab sends the same few hundred codes all day, ten or more per ORU^R01: each OBX-3 text is
     read once per facility and code table (Codings are immutable, so the answer is shared)."""
@@ -150,11 +147,11 @@ def _code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
     return found
 
 
-_CODES: dict[tuple[str, str | None, Delimiters, LabCodes], tuple[Coding, Coding | None]] = {}
+_CODES: dict[tuple[str, str | None, Delimiters, LabCodes], tuple[Coding, tuple[Coding, ...]]] = {}
 _MAX_CODES = 4096  # a reloaded code table's entries go with the next clearing
 
 
-def _read_code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
+def _read_code(obx: Segment, scope: Scope) -> tuple[Coding, tuple[Coding, ...]]:
     found = codings(obx.first(3))
     if not found:
         raise MappingError(
@@ -163,13 +160,13 @@ def _read_code(obx: Segment, scope: Scope) -> tuple[Coding, Coding | None]:
             location=obx.location(3),
         )
     loinc = next((c for c in found if c.system == LOINC), None)
-    if loinc is not None:
-        return loinc, None
-    for local in found:
-        translated = scope.tables.lab_codes.get(scope.facility_code, local.system, local.code)
-        if translated is not None:
-            return Coding(translated.code, LOINC, translated.display or local.display), local
-    return found[0], None
+    if loinc is None:
+        for local in found:
+            translated = scope.tables.lab_codes.get(scope.facility_code, local.system, local.code)
+            if translated is not None:
+                return Coding(translated.code, LOINC, translated.display or local.display), tuple(found)
+        loinc = found[0]
+    return loinc, tuple(c for c in found if c is not loinc)
 
 
 def _status(obx: Segment, scope: Scope) -> str:

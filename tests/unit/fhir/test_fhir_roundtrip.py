@@ -103,6 +103,11 @@ def idents(resource: dict[str, Any]) -> set[tuple[str | None, str]]:
     return {(i.get("system"), i["value"]) for i in resource.get("identifier", []) if "value" in i}
 
 
+def coded(*concepts: dict[str, Any]) -> set[tuple[str | None, str]]:
+    """(system, code) of every coding of these CodeableConcepts."""
+    return {(c.get("system"), c["code"]) for cc in concepts for c in cc.get("coding", []) if "code" in c}
+
+
 def moment(value: str) -> datetime | str:
     """dateTime text → comparable value (date-only stays text: its precision must survive)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else value
@@ -146,6 +151,12 @@ def test_observation(resource: dict[str, Any]) -> None:
         {k: c.get(k) for k in ("system", "code")} for c in resource["code"].get("coding", [])
     ]
     assert out["code"]["coding"][0]["code"] == chosen.code
+    assert coded(out["code"]) == coded(resource["code"])  # every coding, not only the chosen one
+    assert coded(*out.get("category", [])) == coded(*resource.get("category", []))
+    if "issued" in resource:
+        assert moment(out["issued"]) == moment(resource["issued"])
+    if "valueCodeableConcept" in resource:
+        assert coded(out["valueCodeableConcept"]) == coded(resource["valueCodeableConcept"])
     if "valueQuantity" in resource:
         q_in, q_out = resource["valueQuantity"], out["valueQuantity"]
         assert Decimal(q_out["value"]) == Decimal(q_in["value"])
@@ -154,6 +165,7 @@ def test_observation(resource: dict[str, Any]) -> None:
         assert moment(out["effectiveDateTime"]) == moment(resource["effectiveDateTime"])
     assert len(out.get("component", [])) == len(resource.get("component", []))
     for c_in, c_out in zip(resource.get("component", []), out.get("component", []), strict=True):
+        assert coded(c_out["code"]) == coded(c_in["code"])
         if "valueQuantity" in c_in:
             assert Decimal(c_out["valueQuantity"]["value"]) == Decimal(c_in["valueQuantity"]["value"])
     if "subject" in resource:
@@ -214,3 +226,38 @@ def test_consultation_request_round_trip() -> None:
     fields = ("source_order", "department", "urgency", "disease_code", "disease_name", "chief_complaint", "question")
     assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
     assert b.created_at == a.created_at and b.status == a.status
+
+
+def test_observation_keeps_every_coding_category_text_and_issued() -> None:
+    """What the model does not search on is still kept: a LOINC code with a local twin and its own
+    text, two categories, the release time, and a coded value in two systems."""
+    sent = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                         "code": "laboratory", "display": "Laboratory"}]},
+            {"text": "急诊"},
+        ],
+        "code": {
+            "coding": [
+                {"system": "http://his.example.cn/lab", "code": "GLU", "display": "血糖"},
+                {"system": systems.LOINC, "code": "2345-7", "display": "Glucose [Mass/volume] in Serum or Plasma"},
+            ],
+            "text": "空腹血糖",
+        },
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2024-03-01T08:00:00+08:00",
+        "issued": "2024-03-01T09:30:00+08:00",
+        "valueCodeableConcept": {"coding": [
+            {"system": "http://snomed.info/sct", "code": "260385009", "display": "Negative"},
+            {"system": "http://his.example.cn/result", "code": "NEG", "display": "阴性"},
+        ]},
+    }
+    result, out = round_trip(sent)
+    assert result.entity.code.code == "2345-7"  # LOINC first, whatever the order sent
+    assert out["code"]["coding"][0]["code"] == "2345-7" and out["code"]["text"] == "空腹血糖"
+    assert coded(out["code"]) == coded(sent["code"])
+    assert [c.get("text") or c["coding"][0]["code"] for c in out["category"]] == ["laboratory", "急诊"]
+    assert moment(out["issued"]) == moment(sent["issued"])
+    assert coded(out["valueCodeableConcept"]) == coded(sent["valueCodeableConcept"])

@@ -55,7 +55,7 @@ def test_chinese_lab_report(charset: str, encoding: str, context: MappingContext
     wbc, hbsag, custom = added.observations
     assert wbc.patient_id == UNRESOLVED
     assert wbc.code.code == "6690-2" and wbc.code.system == LOINC
-    assert added.original_codes[wbc.id] == Coding("WBC", "L", "白细胞计数")
+    assert wbc.alternate_codes == (Coding("WBC", "L", "白细胞计数"),)  # the local code it came as
     assert wbc.value_type == "NM" and wbc.value_quantity == Decimal("12.5")
     assert wbc.unit == "10^9/L"
     assert wbc.reference_range == ReferenceRange(Decimal("3.5"), Decimal("9.5"), "3.5-9.5")
@@ -64,7 +64,7 @@ def test_chinese_lab_report(charset: str, encoding: str, context: MappingContext
     assert hbsag.value_string == "阴性" and hbsag.value_quantity is None
     assert hbsag.code == Coding("HBSAG", "L", "乙肝表面抗原")  # unmapped: kept as it came
     assert hbsag.effective_at == datetime(2024, 3, 1, 9, tzinfo=context.timezone)  # OBR-7
-    assert custom.id not in added.original_codes and hbsag.id not in added.original_codes
+    assert custom.alternate_codes == () and hbsag.alternate_codes == ()
 
 
 def test_corpus_lab_oru_two_order_groups(context: MappingContext) -> None:
@@ -229,3 +229,14 @@ def test_large_multi_order_report(context: MappingContext) -> None:
     assert sum(len(g.observations) for g in groups) == 82
     ranges = [o.reference_range for g in groups for o in g.observations if o.reference_range]
     assert any(r.low == Decimal("0.00") and r.high == Decimal("0.24") for r in ranges)  # en dash
+
+
+def test_obx3_alternate_triplet_is_kept_beside_loinc(context: MappingContext) -> None:
+    """OBX-3 carrying a local code and LOINC (CWE-1..3 and 4..6): LOINC is the code, the local
+    one an alternate, whichever triplet each came in; nothing the lab sent is dropped."""
+    for obx3 in ("GLU^血糖^99LAB^2345-7^Glucose^LN", "2345-7^Glucose^LN^GLU^血糖^99LAB"):
+        raw = message(PID, OBR, obx(1, "NM", obx3, "5.6", unit="mmol/L"), type=ORU, charset="UNICODE UTF-8")
+        (added,) = observations(map_raw(raw, context))
+        (glucose,) = added.observations
+        assert glucose.code == Coding("2345-7", LOINC, "Glucose"), obx3
+        assert glucose.alternate_codes == (Coding("GLU", "99LAB", "血糖"),), obx3
