@@ -162,6 +162,8 @@ observations = Table(
     Column("code", String(100), nullable=False),
     Column("system", String(200)),
     Column("display", String(300)),
+    # the code's other codings (a translated local code, FHIR's further ones): see repo.clinical.codes_text
+    Column("alternate_codes", Text),
     Column("status", String(32), nullable=False),
     Column("value_type", String(8)),
     Column("value_quantity", Numeric(precision=28, scale=10)),

@@ -130,7 +130,12 @@ async def test_lab_results_attach_to_the_patient(server: RunningServer, mllp: Ml
     bearer = {"Authorization": f"Bearer {server.token('doc-1', 'primary_doctor', facility='QSWSY')}"}
     async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
         read = (await fhir.get(f"/Observation/{obs.id}")).json()
-    assert [(c.get("system"), c["code"]) for c in read["code"]["coding"]] == [("http://loinc.org", "6690-2"), ("L", "WBC")]
+        by_local = (await fhir.get("/Observation", params={"patient": patient.id, "code": "L|WBC"})).json()
+        by_other = (await fhir.get("/Observation", params={"patient": patient.id, "code": "X|WBC"})).json()
+    codings = [(c.get("system"), c["code"]) for c in read["code"]["coding"]]
+    assert codings == [("http://loinc.org", "6690-2"), ("L", "WBC")]
+    assert [e["resource"]["id"] for e in by_local["entry"]] == [obs.id]  # a token matches any coding
+    assert by_other["total"] == 0
 
 
 ORDER = [

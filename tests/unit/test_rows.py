@@ -64,3 +64,30 @@ def test_patient_visible_through_a_visible_consultation() -> None:
     p = Patient(name=HumanName(text="王芳"), id="pat-1", facility_id="fac-a")
     assert not s.sees_patient(p)
     assert s.sees_patient(p, [_c(expert_id="exp-1")])
+
+
+def test_alternate_codes_text_round_trips_and_matches_only_a_code() -> None:
+    """The searchable text of an observation's other codings: read back as sent, and a LIKE
+    pattern that finds a code (of a system, or of any) but never a display or a system."""
+    import re
+
+    from huizhen.integration.model import Coding
+    from huizhen.integration.repo.clinical import codes_of, codes_pattern, codes_text
+
+    codings = (Coding("WBC", "L", "白细胞计数"), Coding("5%_x", None, None), Coding("GLU", "99\x1fLAB", "GLU"))
+    text = codes_text(codings)
+    assert codes_of(text)[:2] == codings[:2] and codes_of(text)[2] == Coding("GLU", "99 LAB", "GLU")
+    assert codes_text(()) is None and codes_of(None) == ()
+
+    def like(pattern: str, value: str) -> bool:  # SQL LIKE with escape character \
+        rx = "".join(
+            ".*" if tok == "%" else "." if tok == "_" else re.escape(tok[-1])
+            for tok in re.findall(r"\\.|%|_|[^%_\\]", pattern, re.S)
+        )
+        return re.fullmatch(rx, value, re.S) is not None
+
+    assert like(codes_pattern("L", "WBC"), text) and like(codes_pattern(None, "WBC"), text)
+    assert not like(codes_pattern("X", "WBC"), text)
+    assert like(codes_pattern(None, "5%_x"), text) and not like(codes_pattern(None, "5%"), text)
+    assert not like(codes_pattern(None, "白细胞计数"), text)  # a display is not a code
+    assert not like(codes_pattern(None, "L"), text)  # nor is a system

@@ -55,6 +55,11 @@ class RepoBase:
         return int((await self.conn.execute(stmt)).scalar_one())
 
 
+def like_escape(value: str) -> str:
+    """``value`` taken literally in a LIKE pattern whose escape character is ``\\``."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

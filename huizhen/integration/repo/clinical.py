@@ -22,7 +22,7 @@ from huizhen.integration.model import (
     Observation,
     ReferenceRange,
 )
-from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
+from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json, like_escape
 from huizhen.integration.repo.prepared import Prepared
 
 # Statements of the ingest hot path, built once (see repo/patients.py)
@@ -37,8 +37,44 @@ _INSERT_OBSERVATION = Prepared(t.observations.insert())
 # Decimal conversion on SQLite was a tenth of the decoding.
 OBSERVATION_COLUMNS = tuple(t.observations.c[name] for name in (
     "id", "patient_id", "code", "system", "display", "status", "value_type", "value_enc", "unit",
-    "interpretation", "effective_at", "identifiers", "encounter_id", "consultation_id",
+    "interpretation", "effective_at", "identifiers", "encounter_id", "consultation_id", "alternate_codes",
 ))
+
+# An observation's alternate codings as text that SQL can search (a FHIR ``code`` token may name
+# any of them): each coding ``<RS>system<US>code<US>display``, and a closing <RS>. Codes are
+# plaintext as the code column is; a code is the one field between two <US>.
+_RS, _US = "\x1e", "\x1f"
+
+
+def codes_text(codings: Sequence[Coding]) -> str | None:
+    if not codings:
+        return None
+    return "".join(f"{_RS}{_field(c.system)}{_US}{_field(c.code)}{_US}{_field(c.display)}" for c in codings) + _RS
+
+
+def _field(value: str | None) -> str:
+    if not value:
+        return ""
+    return value.replace(_RS, " ").replace(_US, " ") if _RS in value or _US in value else value
+
+
+def codes_of(text: str | None) -> tuple[Coding, ...]:
+    if not text:
+        return ()
+    found = []
+    for part in text.split(_RS):
+        if part:
+            system, code, display = part.split(_US)
+            found.append(Coding(code, system or None, display or None))
+    return tuple(found)
+
+
+def codes_pattern(system: str | None, code: str) -> str:
+    """A LIKE pattern (escape character ``\\``) finding ``code`` of ``system`` (None: any) in
+    :func:`codes_text`."""
+    found = f"{_US}{like_escape(code)}{_US}"
+    return f"%{_RS}{like_escape(system)}{found}%" if system else f"%{found}%"
+
 
 
 def _observations_of_patients(latest: bool, *, narrow: bool = False) -> Any:
@@ -250,7 +286,7 @@ class Clinical(RepoBase):
             "range": [str(rr.low) if rr and rr.low is not None else None,
                       str(rr.high) if rr and rr.high is not None else None, rr.text if rr else None] if rr else None,
         }
-        if o.alternate_codes or o.code_text or o.category or o.issued or o.value_alternates:
+        if o.code_text or o.category or o.issued or o.value_alternates:
             clinical.update(_details(o))
         return {
             "id": o.id, "patient_id": o.patient_id, "code": o.code.code, "system": o.code.system,
@@ -258,13 +294,13 @@ class Clinical(RepoBase):
             "value_quantity": o.value_quantity, "value_enc": self.keyring.encrypt_json(clinical),
             "unit": o.unit, "interpretation": o.interpretation, "effective_at": o.effective_at,
             "identifiers": identifiers_to_json(o.identifiers), "encounter_id": o.encounter_id,
-            "consultation_id": o.consultation_id,
+            "consultation_id": o.consultation_id, "alternate_codes": codes_text(o.alternate_codes),
         }
 
     def _observation(self, row: Any) -> Observation:
         """An Observation from a row of :data:`OBSERVATION_COLUMNS`."""
         (id_, patient_id, code, system, display, status, value_type, value_enc, unit, interpretation,
-         effective_at, identifiers, encounter_id, consultation_id) = row
+         effective_at, identifiers, encounter_id, consultation_id, alternates) = row
         clinical = self.keyring.decrypt_json(value_enc) if value_enc else {}
         quantity, coding, rng = clinical.get("quantity"), clinical.get("coding"), clinical.get("range")
         return Observation(
@@ -278,19 +314,19 @@ class Clinical(RepoBase):
             ) if rng else None,
             interpretation=interpretation, effective_at=effective_at,
             identifiers=identifiers_from_json(identifiers), encounter_id=encounter_id,
-            consultation_id=consultation_id,
+            consultation_id=consultation_id, alternate_codes=codes_of(alternates),
             **(_details_of(clinical) if "details" in clinical else {}),
         )
 
 
 def _details(o: Observation) -> dict[str, Any]:
-    """The rest of what the source said (alternate codes, code text, category, issued), kept in
-    the encrypted value beside it: under one key, present only when there is any."""
+    """The rest of what the source said (code text, category, issued, the value's other codings),
+    kept in the encrypted value beside it: under one key, present only when there is any."""
     def codes(found: tuple[Coding, ...]) -> list[list[str | None]] | None:
         return [[c.code, c.system, c.display] for c in found] or None
 
     details = {
-        "codes": codes(o.alternate_codes), "text": o.code_text, "category": codes(o.category),
+        "text": o.code_text, "category": codes(o.category),
         "issued": o.issued.isoformat() if o.issued else None, "value_codes": codes(o.value_alternates),
     }
     return {"details": {k: v for k, v in details.items() if v is not None}}
@@ -303,7 +339,7 @@ def _details_of(clinical: dict[str, Any]) -> dict[str, Any]:
         return tuple(Coding(c[0], c[1], c[2]) for c in d.get(key) or ())
 
     return {
-        "alternate_codes": codes("codes"), "code_text": d.get("text"), "category": codes("category"),
+        "code_text": d.get("text"), "category": codes("category"),
         "issued": datetime.fromisoformat(d["issued"]) if d.get("issued") else None,
         "value_alternates": codes("value_codes"),
     }

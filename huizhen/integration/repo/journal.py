@@ -12,7 +12,7 @@ from sqlalchemy import String, bindparam, case, cast, func, or_, select
 from huizhen.integration import tables as t
 from huizhen.integration.model import EntityRef, Message, MessageStatus
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
-from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.base import RepoBase, like_escape
 from huizhen.integration.repo.prepared import Prepared
 
 
@@ -97,7 +97,7 @@ class Journal(RepoBase):
         text = cast(t.messages.c.effects, String)
         rows = await self.conn.execute(
             select(t.messages)
-            .where(or_(*(text.like(f'%"{_like_escape(i)}"%', "\\") for i in ids)))
+            .where(or_(*(text.like(f'%"{like_escape(i)}"%', "\\") for i in ids)))
             .order_by(t.messages.c.received_at, t.messages.c.id)
         )
         for r in rows:
@@ -160,6 +160,3 @@ class Journal(RepoBase):
             received_at=r["received_at"], processed_at=r["processed_at"],
         )
 
-
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -16,8 +16,8 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from huizhen.integration import tables as t
 from huizhen.integration.model import Document, Encounter, Identifier, Observation
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
-from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json
-from huizhen.integration.repo.clinical import OBSERVATION_COLUMNS, Clinical
+from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json, like_escape
+from huizhen.integration.repo.clinical import OBSERVATION_COLUMNS, Clinical, codes_pattern
 from huizhen.integration.repo.visibility import PatientRows, visible_patient_ids
 
 if TYPE_CHECKING:
@@ -62,9 +62,12 @@ class Records(RepoBase):
             q = q.where(c.patient_id.in_(visible_patient_ids(visible)))
         if patient_id is not None:
             q = q.where(c.patient_id == patient_id)
-        if codes:
-            q = q.where(or_(*(and_(c.code == code, c.system == system) if system else c.code == code
-                              for system, code in codes)))
+        if codes:  # the code, or one of its alternate codings (a FHIR token matches any coding)
+            q = q.where(or_(*(
+                or_(and_(c.code == code, c.system == system) if system else c.code == code,
+                    c.alternate_codes.like(codes_pattern(system, code), "\\"))
+                for system, code in codes
+            )))
         if after_time is not None:
             q = q.where(c.effective_at >= after_time)
         if before_time is not None:
@@ -90,7 +93,7 @@ class Records(RepoBase):
         c = t.observations.c
         q = select(*OBSERVATION_COLUMNS).where(c.patient_id == patient_id)
         if ident.value.isascii():  # JSON text may escape other characters
-            q = q.where(cast(c.identifiers, String).like(f"%{_like_escape(ident.value)}%", "\\"))
+            q = q.where(cast(c.identifiers, String).like(f"%{like_escape(ident.value)}%", "\\"))
         rows = await self.conn.execute(q)
         clinical = Clinical(self.conn, self.keyring, self.dialect)
         found = [clinical._observation(r) for r in rows]
@@ -102,7 +105,7 @@ class Records(RepoBase):
         rows = await self.conn.execute(
             select(*OBSERVATION_COLUMNS).where(
                 c.patient_id.in_(list(patient_ids)),
-                cast(c.identifiers, String).like(f"%{_like_escape(system)}%", "\\"),
+                cast(c.identifiers, String).like(f"%{like_escape(system)}%", "\\"),
             ).order_by(c.id)
         )
         clinical = Clinical(self.conn, self.keyring, self.dialect)
@@ -160,6 +163,3 @@ def _encounter(m: Any) -> Encounter:
         location=m["location"], attending_id=m["attending_id"], start=m["start"], end=m["end"],
     )
 
-
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
