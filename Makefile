@@ -25,7 +25,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy huizhen
 
 test: lint
-	$(BIN)/python -m pytest --cov=huizhen --cov-report=term:skip-covered
+	$(BIN)/python -m pytest --cov=huizhen --cov-report=term:skip-covered --durations=30
 
 schema: $(VENV)/.installed
 	$(BIN)/huizhen schema > schema.graphql
