@@ -267,3 +267,30 @@ async def test_strictly_validated_sender_gets_ar_for_a_broken_structure(tmp_path
             assert ack_fields(await client.send(lenient))[0] == "AA"
         finally:
             await client.close()
+
+
+async def test_a_merged_patients_old_identifier_finds_the_survivor(server: RunningServer, mllp: MllpClient) -> None:
+    """ADT^A40: queries of the merged record's MRN, over GraphQL and FHIR, answer the survivor."""
+    for control, pid in (("M-1", "PID|1||S100^^^QSWSY^MR||周^瑜||19750101|M"),
+                         ("M-2", "PID|1||S200^^^QSWSY^MR||周^公瑾||19750101|M")):
+        assert ack_fields(await mllp.send(msg(pid, control_id=control)))[0] == "AA"
+    merge = msg("EVN|A40|20261201141000", "PID|1||S100^^^QSWSY^MR||周^瑜||19750101|M", "MRG|S200^^^QSWSY^MR",
+                type="ADT^A40^ADT_A39", control_id="M-3")
+    assert ack_fields(await mllp.send(merge))[0] == "AA"
+    async with server.services.store.read() as repo:
+        survivor = await repo.patients.by_identifier("QSWSY", "S100")
+    assert survivor is not None
+    coordinator = server.client(server.token("coord-1", "coordinator"))
+    try:
+        for wanted in ("S200", "QSWSY|S200", "S100"):
+            data = await coordinator.execute(
+                "query($i: String) { patients(identifier: $i) { totalCount edges { node { id } } } }", i=wanted
+            )
+            assert data["patients"]["totalCount"] == 1, wanted
+            assert [e["node"]["id"] for e in data["patients"]["edges"]] == [survivor.id], wanted
+    finally:
+        await coordinator.aclose()
+    bearer = {"Authorization": f"Bearer {server.token('coord-1', 'coordinator')}"}
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
+        found = (await fhir.get("/Patient", params={"identifier": "QSWSY|S200"})).json()
+    assert found["total"] == 1 and [e["resource"]["id"] for e in found["entry"]] == [survivor.id]
