@@ -100,6 +100,9 @@ async def test_garbage_and_unsupported_types_are_rejected(server: RunningServer,
     async with server.services.store.read() as repo:
         errors = await repo.journal.search(status=MessageStatus.ERROR)
     assert errors.total == 3
+    # the journal says who sent each rejected message and which one it was, as far as MSH reads
+    journaled = {(m.sender, m.control_id, m.type) for m, _ in errors.items}
+    assert journaled == {(None, None, None), ("HIS^QSWSY", "Z-1", "ZZZ^Z99"), ("HIS^QSWSY", "V-1", "ADT^A01")}
 
 
 async def test_lab_results_attach_to_the_patient(server: RunningServer, mllp: MllpClient) -> None:
