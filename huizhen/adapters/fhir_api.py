@@ -159,9 +159,12 @@ class FhirApi:
             log.error("FHIR search %s: %d resources passed SQL visibility but not the row rule",
                       resource_type, len(found.resources) - len(visible))
             found.resources, found.total = visible, found.total - (len(found.resources) - len(visible))
-        kept = [(k, v) for k, v in params if k != "_cursor"]  # the next page keeps the format asked for
+        # the links name the parameters applied (FHIR R4 search: the server returns those it used),
+        # so an ignored one such as Patient?birthdate= never looks applied; the next page keeps _format
+        used = [(k, v) for k, v in params if k not in found.ignored]
+        kept = [(k, v) for k, v in used if k != "_cursor"]
         here = f"{base}/{resource_type}"
-        self_url = f"{here}?{urlencode(params)}" if params else here
+        self_url = f"{here}?{urlencode(used)}" if used else here
         next_url = f"{here}?{urlencode([*kept, ('_cursor', found.next_cursor)])}" if found.next_cursor else None
         bundle = searchset(found.resources, base_url=base, self_url=self_url, next_url=next_url,
                            total=found.total, issues=found.issues)

@@ -213,6 +213,11 @@ async def test_searches_page_with_next_links(server: RunningServer, his: httpx.A
     assert body(await his.get("/Observation", params={"patient": "s1", "code": "718-7"}))["total"] == 0
     ignored = body(await his.get("/Patient", params={"identifier": f"{MRN}|S1", "birthdate": "2000"}))
     assert ignored["entry"][-1]["search"]["mode"] == "outcome"
+    # the self link names only the parameters applied: the ignored birthdate is not claimed
+    [self_link] = [link["url"] for link in ignored["link"] if link["relation"] == "self"]
+    assert "birthdate" not in self_link and "identifier=" in self_link
+    paged = body(await his.get("/Patient", params={"birthdate": "2000", "_count": "1"}))
+    assert all("birthdate" not in link["url"] and "_count=1" in link["url"] for link in paged["link"])
     outcome(await his.get("/Observation", params={"date": "yesterday"}), 400)
     outcome(await his.get("/Encounter"), 400)  # needs a patient
 
