@@ -123,8 +123,9 @@ class FhirApi:
         principal = _principal(request)
         body = await _body(request, self.max_body_bytes)
         if_none_exist = request.headers.get("if-none-exist") if method == "POST" and path else None
+        received = datetime.now(UTC).isoformat() if method == "PUT" else None  # applied again, never a DUPLICATE
         submission = FhirRequest(method, path, body, principal.facility or principal.sub, principal.facility,
-                                 if_none_exist)
+                                 if_none_exist, received)
         peer = f"{request.client.host}:{request.client.port}" if request.client else None
         try:
             answer = await self.writer.submit(
