@@ -123,8 +123,9 @@ class FhirApi:
         principal = _principal(request)
         body = await _body(request, self.max_body_bytes)
         if_none_exist = request.headers.get("if-none-exist") if method == "POST" and path else None
+        received = datetime.now(UTC).isoformat() if method == "PUT" else None  # applied again, never a DUPLICATE
         submission = FhirRequest(method, path, body, principal.facility or principal.sub, principal.facility,
-                                 if_none_exist)
+                                 if_none_exist, received)
         peer = f"{request.client.host}:{request.client.port}" if request.client else None
         try:
             answer = await self.writer.submit(
@@ -159,9 +160,12 @@ class FhirApi:
             log.error("FHIR search %s: %d resources passed SQL visibility but not the row rule",
                       resource_type, len(found.resources) - len(visible))
             found.resources, found.total = visible, found.total - (len(found.resources) - len(visible))
-        kept = [(k, v) for k, v in params if k != "_cursor"]  # the next page keeps the format asked for
+        # the links name the parameters applied (FHIR R4 search: the server returns those it used),
+        # so an ignored one such as Patient?birthdate= never looks applied; the next page keeps _format
+        used = [(k, v) for k, v in params if k not in found.ignored]
+        kept = [(k, v) for k, v in used if k != "_cursor"]
         here = f"{base}/{resource_type}"
-        self_url = f"{here}?{urlencode(params)}" if params else here
+        self_url = f"{here}?{urlencode(used)}" if used else here
         next_url = f"{here}?{urlencode([*kept, ('_cursor', found.next_cursor)])}" if found.next_cursor else None
         bundle = searchset(found.resources, base_url=base, self_url=self_url, next_url=next_url,
                            total=found.total, issues=found.issues)

@@ -17,7 +17,7 @@ from typing import Any
 
 from huizhen.adapters.fhir_errors import failure
 from huizhen.adapters.fhir_request import FhirRequest, condition_of, control_id
-from huizhen.integration.engine import Inbound, Mapped, Outcome
+from huizhen.integration.engine import Identity, Inbound, Mapped, Outcome
 from huizhen.integration.model import Identifier
 from huizhen.mappings.codes import CodeTables
 from huizhen.mappings.fhir import systems
@@ -232,6 +232,14 @@ class FhirCodec:
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
         return dumps(operation_outcome(failure(error)[1]))
+
+    def identify(self, raw: bytes) -> Identity:
+        """The journaled request line and sender, as :mod:`.fhir_write` journals them."""
+        try:
+            request = FhirRequest.decode(raw)
+        except InvalidResource:
+            return Identity()
+        return Identity(request.sender, control_id(raw), f"{request.method} {request.resource_type or 'Bundle'}")
 
 
 def _submission(message: Inbound) -> Submission:

@@ -5,6 +5,11 @@
 (:meth:`FhirRequest.encode`). The control id is a digest of those bytes: the
 same request resent by the same sender is a duplicate, answered again and not
 applied twice.
+
+A PUT over the API carries the time it was received among those bytes, so it is
+never taken for an earlier one: a PUT is idempotent (sent again, it leaves the
+same state), while answering it from the journal would drop a resource set back
+to content it had before (male, female, then male again: stored female).
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ class FhirRequest:
     sender: str
     facility: str | None = None
     if_none_exist: str | None = None
+    received: str | None = None  # when a PUT came in (see the module's docstring); None: deduplicated by content
 
     def encode(self) -> bytes:
         head = [f"{self.method} {self.path}".rstrip(), f"Sender: {self.sender}"]
         head += [f"Facility: {self.facility}"] if self.facility else []
         head += [f"If-None-Exist: {self.if_none_exist}"] if self.if_none_exist else []
+        head += [f"Received: {self.received}"] if self.received else []
         return "\r\n".join(head).encode() + b"\r\n\r\n" + self.body
 
     @classmethod
@@ -42,7 +49,8 @@ class FhirRequest:
         fields = dict(line.partition(": ")[::2] for line in lines[1:])
         if not sep or method not in ("POST", "PUT") or "Sender" not in fields:
             raise InvalidResource([error(IssueType.STRUCTURE, "not a journaled FHIR request")])
-        return cls(method, path, body, fields["Sender"], fields.get("Facility"), fields.get("If-None-Exist"))
+        return cls(method, path, body, fields["Sender"], fields.get("Facility"), fields.get("If-None-Exist"),
+                   fields.get("Received"))
 
     @property
     def resource_type(self) -> str | None:

@@ -48,6 +48,7 @@ class Found:
     total: int
     next_cursor: str | None = None
     issues: list[Issue] = field(default_factory=list)
+    ignored: frozenset[str] = frozenset()  # parameters not supported here: not applied, so not in the links
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ async def search(repo: Repository, query: Query) -> Found:
     found = await _SEARCHES[query.resource_type](repo, query)
     found.issues += [warning(IssueType.NOT_SUPPORTED, f"search parameter {k!r} is not supported: ignored", k)
                      for k in ignored]
+    found.ignored = frozenset(ignored)
     return found
 
 

@@ -12,7 +12,8 @@ Bundle entry. So the pipeline is run here, on the engine's :class:`Applier`:
   OperationOutcome; a write that fails rolls back and is journaled ERROR
   (reprocessable through :class:`.fhir_codec.FhirCodec`);
 * the same request bytes from the same sender again are journaled DUPLICATE and
-  get the journaled answer again; nothing is applied twice;
+  get the journaled answer again; nothing is applied twice (a PUT over the API is
+  never the same bytes: it is applied again, see :mod:`.fhir_request`);
 * bus events are published after the commit.
 """
 

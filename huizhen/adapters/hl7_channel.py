@@ -14,7 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from huizhen.adapters.mllp import PeerInfo, RejectReason
-from huizhen.integration.engine import Codec, Inbound, InboundEngine, Mapped, Outcome
+from huizhen.integration.engine import Codec, Identity, Inbound, InboundEngine, Mapped, Outcome
 from huizhen.integration.errors import HuizhenError
 from huizhen.mappings.hl7v2 import ack as hl7_ack
 from huizhen.mappings.hl7v2.acknowledgement import is_acknowledgement
@@ -84,6 +84,15 @@ class Hl7Codec:
         plan = hl7_ack.ack_plan(header, hl7_ack.Outcome.REJECTED)  # AR; in enhanced mode CR, as MSH-15 asks
         code = plan.accept or plan.application
         return None if code is None else hl7_ack.build_ack(header, code, _details(error))
+
+
+    def identify(self, raw: bytes) -> Identity:
+        """MSH-3^MSH-4, MSH-10 and MSH-9 as far as the MSH line reads; nothing for input with no MSH."""
+        if b"MSH" not in raw:
+            return Identity()
+        header = salvage_header(raw)
+        sender = header.sender if header.sending_application or header.sending_facility else None
+        return Identity(sender, header.control_id or None, header.message_code or None)
 
 
 class StructureInvalid(Rejected):

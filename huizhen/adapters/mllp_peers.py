@@ -21,7 +21,7 @@ from typing import Any
 
 from huizhen.adapters.hl7_channel import MllpInbound
 from huizhen.adapters.mllp import PeerInfo, RejectReason
-from huizhen.integration.engine import Codec, Inbound, Mapped, Outcome
+from huizhen.integration.engine import Codec, Identity, Inbound, Mapped, Outcome
 from huizhen.integration.model import AuditEvent
 from huizhen.mappings.hl7v2.errors import ErrorLocation, Rejected
 from huizhen.mappings.hl7v2.tables import ErrorCode
@@ -100,6 +100,9 @@ class FacilityBound:
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
         return self.codec.reject(raw, error)
+
+    def identify(self, raw: bytes) -> Identity:
+        return self.codec.identify(raw)
 
 
 class SenderGuard:

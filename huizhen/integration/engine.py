@@ -60,6 +60,15 @@ class Inbound:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """What can be read of who sent input that did not decode, and what it claims to be; for the journal."""
+
+    sender: str | None = None
+    control_id: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
 class Mapped:
     commands: tuple[Command, ...] = ()
     warnings: tuple[Any, ...] = ()
@@ -82,6 +91,10 @@ class Codec(Protocol):
 
     def reject(self, raw: bytes, error: Exception) -> bytes | None:
         """The answer to input that did not decode."""
+
+    def identify(self, raw: bytes) -> Identity:
+        """Best effort, never raising: the sender, control id and type of input that did not decode,
+        so that an admin sees in the journal who sent a rejected message and which one it was."""
 
 
 @dataclass
@@ -252,6 +265,8 @@ class InboundEngine:
 
     async def _rejected(self, codec: Codec, msg: Message, raw: bytes, exc: Exception) -> Result:
         msg.status, msg.error, msg.processed_at = MessageStatus.ERROR, f"rejected: {exc}", self.clock()
+        who = codec.identify(raw)
+        msg.sender, msg.control_id, msg.type = who.sender, who.control_id, who.type
         answer = codec.reject(raw, exc)
         msg.ack = _text(answer, "utf-8")
         await self._journal(msg)

@@ -176,6 +176,24 @@ async def test_logical_ids_conditional_writes_and_duplicates(server: RunningServ
     assert len(observations) == 2 and duplicates.total == 1
 
 
+async def test_a_put_back_to_earlier_content_is_applied(server: RunningServer, his: httpx.AsyncClient) -> None:
+    """A PUT is idempotent: sent again it is applied again, never answered from the journal, so
+    a resource set back to content it had before (male, female, male) ends as the last PUT says."""
+    url = f"/Patient?identifier={MRN}|R1"
+    answers = [await his.put(url, json=patient("R1", gender=g)) for g in ("male", "female", "male", "male")]
+    assert [a.status_code for a in answers] == [201, 200, 200, 200]
+    assert {location_path(a) for a in answers} == {location_path(answers[0])}
+    read = body(await his.get(location_path(answers[0])))
+    assert read["gender"] == "male"
+    by_id = {**patient("R2", gender="female"), "id": "r2"}
+    for g in ("female", "male", "female"):
+        assert (await his.put("/Patient/r2", json={**by_id, "gender": g})).status_code == 200
+    assert body(await his.get(location_path(await his.put("/Patient/r2", json=by_id))))["gender"] == "female"
+    async with server.services.store.read() as repo:
+        duplicates = await repo.journal.search(channel="fhir", status=MessageStatus.DUPLICATE)
+    assert duplicates.total == 0
+
+
 async def test_the_same_request_sent_twice_at_once_is_applied_once(
     server: RunningServer, his: httpx.AsyncClient
 ) -> None:
@@ -213,6 +231,11 @@ async def test_searches_page_with_next_links(server: RunningServer, his: httpx.A
     assert body(await his.get("/Observation", params={"patient": "s1", "code": "718-7"}))["total"] == 0
     ignored = body(await his.get("/Patient", params={"identifier": f"{MRN}|S1", "birthdate": "2000"}))
     assert ignored["entry"][-1]["search"]["mode"] == "outcome"
+    # the self link names only the parameters applied: the ignored birthdate is not claimed
+    [self_link] = [link["url"] for link in ignored["link"] if link["relation"] == "self"]
+    assert "birthdate" not in self_link and "identifier=" in self_link
+    paged = body(await his.get("/Patient", params={"birthdate": "2000", "_count": "1"}))
+    assert all("birthdate" not in link["url"] and "_count=1" in link["url"] for link in paged["link"])
     outcome(await his.get("/Observation", params={"date": "yesterday"}), 400)
     outcome(await his.get("/Encounter"), 400)  # needs a patient
 

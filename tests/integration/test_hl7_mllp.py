@@ -100,6 +100,9 @@ async def test_garbage_and_unsupported_types_are_rejected(server: RunningServer,
     async with server.services.store.read() as repo:
         errors = await repo.journal.search(status=MessageStatus.ERROR)
     assert errors.total == 3
+    # the journal says who sent each rejected message and which one it was, as far as MSH reads
+    journaled = {(m.sender, m.control_id, m.type) for m, _ in errors.items}
+    assert journaled == {(None, None, None), ("HIS^QSWSY", "Z-1", "ZZZ^Z99"), ("HIS^QSWSY", "V-1", "ADT^A01")}
 
 
 async def test_lab_results_attach_to_the_patient(server: RunningServer, mllp: MllpClient) -> None:
@@ -272,3 +275,54 @@ async def test_strictly_validated_sender_gets_ar_for_a_broken_structure(tmp_path
             assert ack_fields(await client.send(lenient))[0] == "AA"
         finally:
             await client.close()
+
+
+async def test_a_merged_patients_old_identifier_finds_the_survivor(server: RunningServer, mllp: MllpClient) -> None:
+    """ADT^A40: queries of the merged record's MRN, over GraphQL and FHIR, answer the survivor."""
+    for control, pid in (("M-1", "PID|1||S100^^^QSWSY^MR||周^瑜||19750101|M"),
+                         ("M-2", "PID|1||S200^^^QSWSY^MR||周^公瑾||19750101|M")):
+        assert ack_fields(await mllp.send(msg(pid, control_id=control)))[0] == "AA"
+    merge = msg("EVN|A40|20261201141000", "PID|1||S100^^^QSWSY^MR||周^瑜||19750101|M", "MRG|S200^^^QSWSY^MR",
+                type="ADT^A40^ADT_A39", control_id="M-3")
+    assert ack_fields(await mllp.send(merge))[0] == "AA"
+    async with server.services.store.read() as repo:
+        survivor = await repo.patients.by_identifier("QSWSY", "S100")
+    assert survivor is not None
+    coordinator = server.client(server.token("coord-1", "coordinator"))
+    try:
+        for wanted in ("S200", "QSWSY|S200", "S100"):
+            data = await coordinator.execute(
+                "query($i: String) { patients(identifier: $i) { totalCount edges { node { id } } } }", i=wanted
+            )
+            assert data["patients"]["totalCount"] == 1, wanted
+            assert [e["node"]["id"] for e in data["patients"]["edges"]] == [survivor.id], wanted
+    finally:
+        await coordinator.aclose()
+    bearer = {"Authorization": f"Bearer {server.token('coord-1', 'coordinator')}"}
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
+        found = (await fhir.get("/Patient", params={"identifier": "QSWSY|S200"})).json()
+    assert found["total"] == 1 and [e["resource"]["id"] for e in found["entry"]] == [survivor.id]
+
+
+async def test_coded_and_time_results_read_back_whole_over_fhir(server: RunningServer, mllp: MllpClient) -> None:
+    """OBX-5 CWE keeps its alternate triplet and OBX-2 DT/TS read as FHIR valueDateTime (ISO 8601)."""
+    oru = msg(
+        "PID|1||U10^^^QSWSY^MR||李^四",
+        "OBR|1|ORD10||MICRO^微生物^L",
+        "OBX|1|CWE|600-7^Bacteria identified^LN||112283007^Escherichia coli^SCT^EC^大肠埃希菌^99LAB||||||F",
+        "OBX|2|DT|11778-8^Delivery date Estimated^LN||20270315||||||F",
+        "OBX|3|TS|8665-2^Last menstrual period start date^LN||202606080930+0800||||||F",
+        type="ORU^R01^ORU_R01", control_id="ORU-10", charset="UNICODE UTF-8",
+    )
+    assert ack_fields(await mllp.send(oru))[:2] == ("AA", "ORU-10")
+    async with server.services.store.read() as repo:
+        patient = await repo.patients.by_identifier("QSWSY", "U10")
+    assert patient is not None
+    bearer = {"Authorization": f"Bearer {server.token('doc-1', 'primary_doctor', facility='QSWSY')}"}
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
+        found = (await fhir.get("/Observation", params={"patient": patient.id})).json()
+    by_code = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in found["entry"]}
+    culture = by_code["600-7"]["valueCodeableConcept"]["coding"]
+    assert [(c["system"], c["code"]) for c in culture] == [("http://snomed.info/sct", "112283007"), ("99LAB", "EC")]
+    assert by_code["11778-8"]["valueDateTime"] == "2027-03-15"
+    assert by_code["8665-2"]["valueDateTime"] == "2026-06-08T09:30:00+08:00"

@@ -9,6 +9,7 @@ import trustme
 
 from huizhen.adapters.mllp_client import MllpClient
 from huizhen.adapters.mllp_tls import client_ssl_context
+from huizhen.integration.model import MessageStatus
 from tests.helpers import RunningServer, running_server
 from tests.integration.test_hl7_mllp import PID_ZHANG, ack_fields, msg
 
@@ -40,9 +41,13 @@ async def test_source_address_allow_list_binds_msh4(tmp_path: Path, db_url: str)
         finally:
             await client.close()
         events, total = await audit_and_patients(server)
+        async with server.services.store.read() as repo:
+            refused = (await repo.journal.search(status=MessageStatus.ERROR)).items
     denied = [e for e in events if e.startswith("hl7-receive|denied")]
     assert len(denied) == 1 and "CITYHOSP" in denied[0] and "127.0.0.1:" in denied[0]
     assert total == 1
+    # the journal row of the refusal names the sender it claimed and the message
+    assert [(m.sender, m.control_id, m.type) for m, _ in refused] == [("HIS^CITYHOSP", "SPOOF-1", "ADT^A01")]
 
 
 async def test_unknown_source_address_is_refused(tmp_path: Path, db_url: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, all_, bindparam, delete, func, insert, select, update
+from sqlalchemy import ARRAY, Select, all_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 
 from huizhen.integration import tables as t
@@ -286,6 +286,23 @@ class Patients(RepoBase):
             p, hops = await self.get(p.merged_into), hops + 1
         return p
 
+    async def _survivor_ids(self, holders: Select[tuple[str]]) -> set[str]:
+        """The patients ``holders`` selects, each merged record replaced by the record it was merged into.
+
+        An ADT^A40 leaves the old MRN on the merged record, which lists and searches leave out: without
+        this, a search by the old identifier found nobody instead of the survivor."""
+        found: set[str] = set()
+        frontier = set((await self.conn.execute(holders)).scalars())
+        for _ in range(_MAX_MERGE_HOPS):
+            if not frontier:
+                break
+            rows = (await self.conn.execute(
+                select(t.patients.c.id, t.patients.c.merged_into).where(t.patients.c.id.in_(frontier))
+            )).all()
+            found |= {r.id for r in rows if r.merged_into is None}
+            frontier = {r.merged_into for r in rows if r.merged_into is not None} - found
+        return found
+
     async def visible(self, patient_id: str, rows: PatientRows) -> bool:
         """Whether ``rows`` lets the viewer see this patient (one patient, the same SQL rule as lists)."""
         q = select(t.patients.c.id).where(t.patients.c.id == patient_id, patient_condition(rows))
@@ -297,7 +314,8 @@ class Patients(RepoBase):
         visible: PatientRows | None = None,
     ) -> Page[Patient]:
         """Exact-match search (values are encrypted): full name, family or given
-        name, or any identifier value (``value`` or ``system|value``)."""
+        name, or any identifier value (``value`` or ``system|value``); a merged record's identifier
+        finds the survivor."""
         q = select(t.patients.c.id, t.patients.c.created_at).where(t.patients.c.merged_into.is_(None))
         if visible is not None:
             q = q.where(patient_condition(visible))
@@ -310,7 +328,8 @@ class Patients(RepoBase):
                 if sep
                 else (t.patient_identifiers.c.value_idx, self.keyring.blind_index(identifier))
             )
-            q = q.where(t.patients.c.id.in_(select(t.patient_identifiers.c.patient_id).where(col == key)))
+            holders = select(t.patient_identifiers.c.patient_id).where(col == key)
+            q = q.where(t.patients.c.id.in_(await self._survivor_ids(holders)))
         if search:
             key = self.keyring.blind_index(search)
             q = q.where(

@@ -177,8 +177,14 @@ def _measured(o: Observation) -> JSON:
 _COMPARED = re.compile(r"(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)")
 
 
+_PARTIAL_DATE = re.compile(r"\d{4}(-\d{2})?")
+_TIME_TYPES = frozenset({"DTM", "DT", "TS"})  # FHIR's valueDateTime, HL7's DT/DTM/TS (v2.3-2.4)
+
+
 def _text_value(value_type: str | None, value: str, unit: str | None) -> JSON:
-    if value_type == "DTM":
+    if value_type in _TIME_TYPES:
+        if _PARTIAL_DATE.fullmatch(value):  # a year or a month: a dateTime of that precision
+            return {"valueDateTime": value}
         try:
             return {"valueDateTime": r.date_time(datetime.fromisoformat(value))}
         except ValueError:

@@ -102,7 +102,7 @@ def _observation(
     obx: Segment, obr: Segment | None, code: Coding, alternates: tuple[Coding, ...], scope: Scope
 ) -> Observation:
     value_type = obx.get(2).upper()
-    quantity, text, coded = observation_value(obx, value_type)
+    quantity, text, coded = observation_value(obx, value_type, scope.timezone)
     if value_type not in TEXT_TYPES and len(obx.repetitions(5)) > 1:
         scope.warn(
             obx.location(5), f"OBX-5 repeats for type {value_type}: the first value is kept", ErrorCode.DATA_TYPE_ERROR
@@ -118,7 +118,8 @@ def _observation(
         value_type=value_type or None,
         value_quantity=quantity,
         value_string=text,
-        value_coding=coded,
+        value_coding=coded[0] if coded else None,
+        value_alternates=coded[1:],
         unit=obx.get(6, 1) or obx.get(6, 2) or None,
         reference_range=reference_range(obx.first(7)),
         interpretation=obx.get(8) or None,

@@ -3,38 +3,56 @@
 from __future__ import annotations
 
 import re
+from datetime import tzinfo
 from decimal import Decimal, InvalidOperation
 
 from huizhen.integration.model import Coding, ReferenceRange
 
-from .datatypes import coding
+from .datatypes import codings, parse_dtm
 from .errors import MappingError
 from .parse import Composite, Segment
 from .tables import ErrorCode
 
 TEXT_TYPES = frozenset({"ST", "TX", "FT"})
 CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
+TIME_TYPES = frozenset({"DT", "DTM", "TS"})
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _INTERVAL = re.compile(rf"\s*({_NUMBER})\s*(?:-|–|—|~|to)\s*({_NUMBER})", re.IGNORECASE)
 _BOUND = re.compile(rf"\s*(<=|>=|≤|≥|<|>)\s*({_NUMBER})")
 _UPPER = frozenset({"<", "<=", "≤"})
 
-Value = tuple[Decimal | None, str | None, Coding | None]  # quantity, string, coding
+Value = tuple[Decimal | None, str | None, tuple[Coding, ...]]  # quantity, string, codings (first: the value)
+_DATE_ONLY = re.compile(r"\s*(\d{4})(\d{2})?(\d{2})?\s*\Z")
 
 
-def observation_value(obx: Segment, value_type: str) -> Value:
+def observation_value(obx: Segment, value_type: str, local: tzinfo) -> Value:
     """NM → Decimal; SN → its text (and a Decimal when it is a plain number);
-    ST/TX/FT → text with repetitions on new lines; CE/CWE → Coding; others → text."""
+    ST/TX/FT → text with repetitions on new lines; CE/CWE → its codings, the alternate triplet
+    after the primary one; DT/DTM/TS → ISO 8601 (the contract's form of a time, and FHIR's
+    valueDateTime), at the precision sent; others → text."""
     if not obx.first(5):
-        return None, None, None
+        return None, None, ()
     if value_type == "NM":
-        return _number(obx, obx.get(5)), None, None
+        return _number(obx, obx.get(5)), None, ()
     if value_type == "SN":
         return _structured_numeric(obx)
     if value_type in CODED_TYPES:
-        found = coding(obx.first(5))
-        return (None, None, found) if found else (None, obx.text(5) or None, None)
-    return None, obx.text(5) or None, None
+        found = tuple(codings(obx.first(5)))
+        return (None, None, found) if found else (None, obx.text(5) or None, ())
+    if value_type in TIME_TYPES:
+        return None, _iso_time(obx.get(5), local), ()
+    return None, obx.text(5) or None, ()
+
+
+def _iso_time(text: str, local: tzinfo) -> str | None:
+    """An HL7 DT/DTM as ISO 8601: a date alone (or a year, a month) stays one, without a zone; a
+    time gets the sender's offset, or the local one. Text that is no HL7 time is kept as sent."""
+    if date_only := _DATE_ONLY.match(text):
+        return "-".join(part for part in date_only.groups() if part)
+    try:
+        return parse_dtm(text, local).isoformat()
+    except ValueError:
+        return text.strip() or None
 
 
 def _structured_numeric(obx: Segment) -> Value:
@@ -44,7 +62,7 @@ def _structured_numeric(obx: Segment) -> Value:
             _number(obx, number)
     text = f"{comparator}{first}{separator}{second}"
     plain = first and comparator in ("", "=") and not separator and not second
-    return (_number(obx, first) if plain else None), text, None
+    return (_number(obx, first) if plain else None), text, ()
 
 
 def _number(obx: Segment, text: str) -> Decimal:

@@ -128,6 +128,19 @@ def test_observation_values(fields: dict[str, Any], key: str | None) -> None:
     assert (key in out) if key else not any(k.startswith("value") for k in out)
 
 
+@pytest.mark.parametrize(
+    ("value_type", "value", "rendered"),
+    [
+        ("DT", "2027-03-15", "2027-03-15"),  # HL7 OBX-2 DT, stored as ISO 8601
+        ("DT", "2027-03", "2027-03"),
+        ("TS", "2026-06-08T09:30:00+08:00", "2026-06-08T09:30:00+08:00"),
+    ],
+)
+def test_hl7_time_values_read_as_date_times(value_type: str, value: str, rendered: str) -> None:
+    o = Observation(patient_id="p1", code=Coding("11778-8", systems.LOINC), value_type=value_type, value_string=value)
+    assert valid(outbound.observation(o))["valueDateTime"] == rendered
+
+
 def test_text_only_code() -> None:
     o = Observation(patient_id="p1", code=Coding("血压", None, "血压"), value_string="正常")
     assert valid(outbound.observation(o))["code"] == {"text": "血压"}

@@ -143,7 +143,32 @@ def test_coded_and_text_values(context: MappingContext) -> None:
     assert coded.display_value == "Not Detected"
     assert text.value_string == "第一行\n第二行"
     assert formatted.value_string == "印象\n未见异常"
-    assert other.value_string == "20241001"
+    assert other.value_string == "2024-10-01"  # ISO 8601, as every time of the API
+
+
+def test_coded_value_keeps_its_alternate_triplet(context: MappingContext) -> None:
+    """OBX-5 CWE with the lab's own code in CWE-4..6: kept as the value's further coding, not dropped."""
+    value = "112283007^Escherichia coli^SCT^EC^大肠埃希菌^99LAB"
+    raw = message(PID, OBR, obx(1, "CWE", "600-7^Bacteria identified^LN", value), type=ORU, charset="UNICODE UTF-8")
+    (culture,) = observations(map_raw(raw, context))[0].observations
+    assert culture.value_coding == Coding("112283007", "http://snomed.info/sct", "Escherichia coli")
+    assert culture.value_alternates == (Coding("EC", "99LAB", "大肠埃希菌"),)
+
+
+@pytest.mark.parametrize(
+    ("value_type", "sent", "iso"),
+    [
+        ("DT", "20270315", "2027-03-15"),
+        ("DT", "202703", "2027-03"),
+        ("TS", "202606080930+0800", "2026-06-08T09:30:00+08:00"),
+        ("DTM", "20260608093015", "2026-06-08T09:30:15+08:00"),  # no offset: the local zone
+        ("DT", "unknown", "unknown"),  # not an HL7 time: kept as sent
+    ],
+)
+def test_time_values_are_iso_8601(value_type: str, sent: str, iso: str, context: MappingContext) -> None:
+    raw = message(PID, OBR, obx(1, value_type, "11778-8^Delivery date^LN", sent), type=ORU)
+    (when,) = observations(map_raw(raw, context))[0].observations
+    assert (when.value_type, when.value_string) == (value_type, iso)
 
 
 @pytest.mark.parametrize(
