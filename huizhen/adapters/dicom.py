@@ -161,6 +161,9 @@ class DicomListener:
             ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=False, scp_role=True)
         for model in _QR_MODELS:
             ae.add_supported_context(model)
+        # an association addressed to another AE title was meant for another node: refused (called AE
+        # title not recognised), not served as if it were ours
+        ae.require_called_aet = True
         if not self.policy.open_to_any:
             ae.require_calling_aet = self.policy.allowed_ae_titles
         return ae

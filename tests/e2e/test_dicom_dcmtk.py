@@ -70,6 +70,9 @@ async def test_echo_and_an_unknown_ae_is_rejected(scp: Running) -> None:
     assert rc == 0, out
     rc, out = await run_program("echoscu", "-aet", "STRANGER", "-aec", "HUIZHEN", "127.0.0.1", str(scp.port))
     assert rc != 0 and "Calling AE Title Not Recognized" in out
+    # a known caller addressing another AE (a misconfigured PACS node) is refused too, as PS3.8 allows
+    rc, out = await run_program("echoscu", "-aet", WORKSTATION, "-aec", "WRONGAE", "127.0.0.1", str(scp.port))
+    assert rc != 0 and "Called AE Title Not Recognized" in out
 
 
 async def test_storescu_sends_every_corpus_file_in_its_own_transfer_syntax(scp: Running) -> None:

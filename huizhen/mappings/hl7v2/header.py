@@ -133,6 +133,9 @@ def read_header(text: str, codec: str = "utf-8") -> MessageHeader:
     return MessageHeader(delimiters, ("MSH", separator, *parts[1:]), codec)
 
 
+PROCESSING_IDS = frozenset("PDT")  # HL7 table 0103: production, debugging, training
+
+
 def check_header(
     header: MessageHeader,
     versions: Collection[str] = SUPPORTED_VERSIONS,
@@ -146,6 +149,11 @@ def check_header(
         raise UnsupportedVersion(
             f"HL7 version {header.version or '(empty)'} is not accepted; accepted: {', '.join(sorted(versions))}",
             location=ErrorLocation("MSH", 1, 12),
+        )
+    if header.processing_id not in PROCESSING_IDS:
+        raise WrongProcessingId(
+            f"processing id {header.processing_id!r} is not one of HL7 table 0103 (P, D, T)",
+            location=ErrorLocation("MSH", 1, 11),
         )
     if processing_id and header.processing_id != processing_id:
         raise WrongProcessingId(

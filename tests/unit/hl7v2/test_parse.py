@@ -110,6 +110,18 @@ def test_wrong_processing_id() -> None:
     assert caught.value.detail.code is ErrorCode.UNSUPPORTED_PROCESSING_ID
 
 
+@pytest.mark.parametrize("mode", ["P", "D", "T", "P^T", "T^A"])
+def test_any_table_0103_processing_id_is_taken_when_the_channel_names_none(mode: str) -> None:
+    assert parse_message(message("PID|1||A", processing_id=mode)).header.processing_id == mode[0]
+
+
+@pytest.mark.parametrize("mode", ["Z", "X^T", "p"])
+def test_a_processing_id_outside_table_0103_is_refused_even_when_the_channel_names_none(mode: str) -> None:
+    with pytest.raises(WrongProcessingId, match="table 0103") as caught:
+        parse_message(message("PID|1||A", processing_id=mode))
+    assert caught.value.detail.code is ErrorCode.UNSUPPORTED_PROCESSING_ID
+
+
 @pytest.mark.parametrize("separator", [b"\r", b"\n", b"\r\n"])
 def test_segment_separators_are_normalised(separator: bytes) -> None:
     raw = message("PID|1||A1||DOE^JOHN", "PV1|1|I").replace(b"\r", separator)
