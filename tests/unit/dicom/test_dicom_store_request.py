@@ -127,3 +127,13 @@ def test_an_invalid_uid_is_refused_as_pynetdicom_refuses_it(caplog: pytest.LogCa
         message.message_to_primitive()
     with pytest.raises(ValueError):
         _as_pynetdicom(pdatas)
+
+
+def test_a_command_and_its_data_set_in_one_p_data() -> None:
+    pdatas = _pdata(_request())
+    together = P_DATA()
+    together.presentation_data_value_list = [list(pv) for p in pdatas for pv in p.presentation_data_value_list]
+    ours, theirs = _as_read_here([together]), _as_pynetdicom([together])
+    for name in _FIELDS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.DataSet is not None and ours.DataSet.getvalue() == DATA_SET
