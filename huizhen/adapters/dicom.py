@@ -17,7 +17,8 @@ pieces and without it each C-STORE waits on Nagle and delayed ACK (~40 ms).
 Each accepted association's reactor waits on its socket instead of polling it
 every millisecond, its copy of the supported contexts is cheap, and
 pynetdicom's per-PDU log handlers stay unbound unless its logger is enabled
-for INFO (:mod:`dicom_reactor`); C-STORE responses are encoded as bytes directly
+for INFO (:mod:`dicom_reactor`); C-STORE requests are read from their command
+set's bytes (:mod:`dicom_store_request`) and responses encoded as bytes directly
 (:mod:`dicom_store_response`).
 """
 
@@ -60,6 +61,7 @@ from huizhen.adapters.dicom_reactor import cheaply_copied, quiet_pynetdicom_logs
 from huizhen.adapters.dicom_retrieve import RetrieveService
 from huizhen.adapters.dicom_status import Status
 from huizhen.adapters.dicom_storage import StorageService
+from huizhen.adapters.dicom_store_request import receive_stores_directly
 from huizhen.adapters.dicom_store_response import answer_stores_directly
 from huizhen.adapters.objects import ObjectStore
 from huizhen.integration.errors import BadInput
@@ -285,11 +287,12 @@ def _received_bytes(event: DicomEvent) -> bytes:
 
 def _on_connection(event: DicomEvent) -> None:
     """An accepted connection: no Nagle, reactors that wait on events rather than polling,
-    C-STORE responses encoded directly."""
+    C-STORE requests read and responses encoded directly."""
     _no_delay(event)
     wake_on_events(event.assoc.dul)
     wait_for_requests(event.assoc)
     answer_stores_directly(event.assoc)
+    receive_stores_directly(event.assoc)
 
 
 def _no_delay(event: DicomEvent) -> None:
