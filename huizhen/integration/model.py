@@ -334,6 +334,7 @@ class Consultation:
     treatment_plan: str | None = None
     cancel_reason: str | None = None
     source_order: Identifier | None = None  # ORC-2 / ServiceRequest identifier: idempotency key
+    order_codes: tuple[Coding, ...] = ()  # the order's own code as the HIS sent it (OBR-4, ServiceRequest.code)
     scheduled_at: datetime | None = None
     created_at: datetime | None = None
     submitted_at: datetime | None = None

@@ -169,6 +169,13 @@ async def test_consultation_order_schedule_and_reprocess(server: RunningServer, 
     assert c.status.value == "PENDING" and c.department == "心血管内科" and c.urgency.value == "CRITICAL"
     assert c.chief_complaint == "胸痛3天，加重2小时" and c.disease_code and c.disease_code.startswith("I20")
     assert [e.type for e in c.timeline] == ["CREATED", "SUBMITTED"]
+    # read as FHIR, the request carries the HIS's own order code (OBR-4) beside SNOMED's "consultation"
+    bearer = {"Authorization": f"Bearer {server.token('coord-1', 'coordinator')}"}
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/fhir", headers=bearer) as fhir:
+        request = (await fhir.get(f"/ServiceRequest/{c.id}")).json()
+    assert [(x.get("system"), x["code"]) for x in request["code"]["coding"]] == [
+        ("L", "HZCONSULT-CARD"), ("http://snomed.info/sct", "11429006")
+    ]
     # the admin reprocesses the booking: same journal row, now applied
     redone = await server.services.reprocess(failed.id)
     assert redone.status is MessageStatus.PROCESSED and redone.id == failed.id and "MSA|AA|SIU-1" in (redone.ack or "")

@@ -12,6 +12,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select
 from huizhen.integration import tables as t
 from huizhen.integration.errors import BadInput, Conflict
 from huizhen.integration.model import (
+    Coding,
     Consultation,
     ConsultationStatus,
     Identifier,
@@ -184,11 +185,13 @@ class Consultations(RepoBase):
         return counts
 
     def _values(self, c: Consultation) -> dict[str, Any]:
-        clinical = {
+        clinical: dict[str, Any] = {
             "chief_complaint": c.chief_complaint, "question": c.question, "symptoms": c.symptoms,
             "diagnosis": c.diagnosis, "treatment_plan": c.treatment_plan, "cancel_reason": c.cancel_reason,
             "learning_flags": c.learning_flags,
         }
+        if c.order_codes:
+            clinical["order_codes"] = [[x.code, x.system, x.display] for x in c.order_codes]
         order = c.source_order
         return {
             "patient_id": c.patient_id, "requester_id": c.requester_id, "facility_id": c.facility_id,
@@ -264,6 +267,7 @@ class Consultations(RepoBase):
             treatment_plan=clinical.get("treatment_plan"), cancel_reason=clinical.get("cancel_reason"),
             learning_flags=clinical.get("learning_flags") or [],
             source_order=Identifier(order[0], order[1]) if order else None,
+            order_codes=tuple(Coding(*x) for x in clinical.get("order_codes") or ()),
             timeline=timeline, version=m["version"],
             **{name: m[name] for name in _TIMES},
         )

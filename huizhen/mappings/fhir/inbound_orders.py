@@ -75,6 +75,7 @@ def consultation(res: ServiceRequest, codes: ConsultationCodes) -> Mapped[Consul
         disease_name=disease.display if disease else None,
         question="\n".join(notes) or None,
         source_order=keys[0] if keys else None,
+        order_codes=dt.codings_of([res.code] if res.code else []),
         scheduled_at=dt.when(res.occurrenceDateTime),
         created_at=dt.when(res.authoredOn),
         cancel_reason=f"ServiceRequest {res.status}" if status is ConsultationStatus.CANCELLED else None,

@@ -48,6 +48,17 @@ def _disease(c: Consultation) -> JSON | None:
     return r.concept(Coding(c.disease_code, systems.ICD10, c.disease_name))
 
 
+def _code(c: Consultation) -> JSON:
+    """The order's own codes as the HIS sent them, then SNOMED's "consultation" (what Huizhen
+    made of them); a request made in Huizhen has only the latter."""
+    if not c.order_codes:
+        return _CONSULTATION
+    sent = [r.coding(x) for x in c.order_codes if x.system is not None or x.code != x.display]
+    texts = [x.display for x in c.order_codes if x.system is None and x.code == x.display]
+    ours = _CONSULTATION["coding"][0]
+    return {"coding": [*sent, *([ours] if ours not in sent else [])], "text": texts[0] if texts else "会诊"}
+
+
 def service_request(c: Consultation) -> JSON:
     if c.requester_id:
         requester = r.reference("Practitioner", c.requester_id)
@@ -65,7 +76,7 @@ def service_request(c: Consultation) -> JSON:
             "status": vocab.REQUEST_STATUS_OUT[c.status],
             "intent": "order",
             "priority": vocab.URGENCY_PRIORITY[c.urgency],
-            "code": _CONSULTATION,
+            "code": _code(c),
             "subject": r.reference("Patient", c.patient_id),
             "encounter": r.reference("Encounter", c.id),
             "occurrenceDateTime": r.date_time(c.scheduled_at) if c.scheduled_at else None,

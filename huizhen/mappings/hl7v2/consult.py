@@ -79,6 +79,7 @@ def request(
     disease: tuple[Coding | None, str | None],
     complaint_and_question: tuple[str, str | None],
     requester: Practitioner | None,
+    order_codes: Sequence[Coding] = (),
 ) -> RequestConsultation:
     if not department:
         raise MappingError(
@@ -100,6 +101,7 @@ def request(
         disease_name=name,
         question=question,
         source_order=order,
+        order_codes=tuple(order_codes),
     )
     return RequestConsultation(consultation, patient, requester, scope.facility_code)
 

@@ -107,6 +107,7 @@ def _order_command(
         disease=diagnosis(order.diagnoses or diagnoses, obr.repetitions(31) if obr else []),
         complaint_and_question=complaint(obr.text(13) if obr else "", order.notes, pv2.get(3, 2) if pv2 else None),
         requester=_requester(order, scope),
+        order_codes=order_codes(_obr(order), 4),
     )
 
 

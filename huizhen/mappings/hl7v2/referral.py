@@ -40,6 +40,7 @@ def map_referral(message: Hl7Message, context: MappingContext) -> MappingResult:
         disease=diagnosis(message.all("DG1"), [pv2.first(3)] if pv2 else []),
         complaint_and_question=complaint(obr.text(13) if obr else "", message.all("NTE"), _reason_text(pv2)),
         requester=_referring_provider(message, scope),
+        order_codes=order_codes(obrs, 4) or order_codes([rf1], 3),
     )
     return scope.result([UpsertPatient(patient, scope.facility_code), command])
 
