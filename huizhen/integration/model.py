@@ -277,6 +277,8 @@ class ImagingStudy:
     facility_id: str | None = None
     consultation_id: str | None = None
     series: list[ImagingSeries] = field(default_factory=list)
+    study_id: str | None = None  # DICOM StudyID (SH), the modality's own number for the study
+    referring_physician: str | None = None  # DICOM ReferringPhysicianName, a PN value as sent
     id: str = field(default_factory=new_id)
 
     @property

@@ -188,6 +188,8 @@ imaging_studies = Table(
     Column("started_at", UTCDateTime),
     Column("facility_id", ID, ForeignKey("facilities.id")),
     Column("consultation_id", ID, ForeignKey("consultations.id")),
+    Column("study_id", String(64)),  # DICOM StudyID
+    Column("referring_physician", String(400)),  # DICOM ReferringPhysicianName (PN, all groups)
     Index("ix_imaging_studies_started", "started_at"),
 )
 

@@ -50,7 +50,7 @@ HEADER_KEYWORDS = (
     "Modality", "TimezoneOffsetFromUTC", "StudyDescription", "SeriesDescription", "PatientName", "PatientID",
     "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "PatientBirthDate", "PatientSex",
     "OtherPatientIDsSequence", "BodyPartExamined", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber",
-    "InstanceNumber",
+    "InstanceNumber", "StudyID", "ReferringPhysicianName",
 )
 
 
@@ -168,6 +168,8 @@ def study_from_dataset(
         description=_text(ds, "StudyDescription", fallback_charset),
         started_at=study_datetime(ds, default_tz),
         series=[series],
+        study_id=_text(ds, "StudyID"),
+        referring_physician=_person(ds, "ReferringPhysicianName", fallback_charset),
     )
 
 
@@ -182,6 +184,8 @@ def merge_study(existing: ImagingStudy, incoming: ImagingStudy) -> ImagingStudy:
         accession_number=existing.accession_number or incoming.accession_number,
         description=existing.description or incoming.description,
         started_at=existing.started_at or incoming.started_at,
+        study_id=existing.study_id or incoming.study_id,
+        referring_physician=existing.referring_physician or incoming.referring_physician,
         series=[dataclasses.replace(s, instances=list(s.instances)) for s in existing.series],
     )
     by_uid = {s.series_instance_uid: s for s in merged.series}
@@ -225,6 +229,12 @@ def _text(ds: Dataset, keyword: str, fallback_charset: str | None = None) -> str
         # without a charset pydicom decoded as ISO 8859-1; undo it and decode properly
         value = value.encode("latin-1", errors="replace").decode(fallback_charset, "replace")
     return clean_text(value).strip() or None
+
+
+def _person(ds: Dataset, keyword: str, fallback_charset: str | None = None) -> str | None:
+    """A PN value as sent (every group), None when it names nobody (``^^^^``)."""
+    value = _text(ds, keyword, fallback_charset)
+    return value if value and value.strip("^= ") else None
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:

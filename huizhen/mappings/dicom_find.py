@@ -88,6 +88,8 @@ def study_record(
     record.update(
         StudyInstanceUID=study.study_instance_uid,
         AccessionNumber=study.accession_number,
+        StudyID=study.study_id,
+        ReferringPhysicianName=study.referring_physician,
         StudyDescription=study.description,
         StudyDate=format_date(started) if started else None,
         StudyTime=format_time(started) if started else None,

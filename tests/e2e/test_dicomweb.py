@@ -71,6 +71,7 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
     ct = studies[CT_STUDY]
     assert _value(ct, "00100020") == "1CT1" and _value(ct, "00201208") == 1  # NumberOfStudyRelatedInstances
     assert ct["00080061"]["Value"] == ["CT"]
+    assert _value(ct, "00200010") == "1CT1"  # StudyID, a default return attribute of QIDO-RS
 
     [only] = _get(instance, token, "/studies", params={"PatientID": "4MR*", "StudyDate": "20040101-20041231"}).json()
     assert _value(only, "0020000D") == MR_STUDY

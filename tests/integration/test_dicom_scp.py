@@ -442,6 +442,10 @@ async def test_find_at_every_level_of_both_roots(scp: Running) -> None:
     found, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
                           StudyDate="20040101-20040131", StudyInstanceUID="", ModalitiesInStudy="")
     assert [(s.StudyInstanceUID, s.ModalitiesInStudy) for s in found] == [(CT_STUDY, "CT")]
+    # StudyID is a required key of the study level (PS3.4 C.6.2.1.2): returned and matched
+    by_id, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
+                          StudyID="4MR*", StudyInstanceUID="", ReferringPhysicianName="")
+    assert [(s.StudyID, s.ReferringPhysicianName) for s in by_id] == [("4MR1", "")]  # "" : none was sent
     series, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="SERIES",
                            Modality="NM", SeriesInstanceUID="", NumberOfSeriesRelatedInstances="")
     assert [int(s.NumberOfSeriesRelatedInstances) for s in series] == [2]

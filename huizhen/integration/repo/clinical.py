@@ -272,6 +272,7 @@ class Clinical(RepoBase):
                 id=r.id, patient_id=r.patient_id, study_instance_uid=r.study_instance_uid,
                 accession_number=r.accession_number, description=r.description, started_at=r.started_at,
                 facility_id=r.facility_id, consultation_id=r.consultation_id, series=series[r.id],
+                study_id=r.study_id, referring_physician=r.referring_physician,
             )
             for r in rows
         ]

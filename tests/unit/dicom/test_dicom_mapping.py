@@ -136,6 +136,16 @@ def test_chinese_names_survive_encoding(charset: str) -> None:
     assert study.description == "胸部CT平扫"
 
 
+@pytest.mark.parametrize("charset", ["ISO_IR 192", "GB18030"])
+def test_study_id_and_referring_physician_are_indexed(charset: str) -> None:
+    data = synthetic(charset, "张^三丰", StudyID="CT2026001", ReferringPhysicianName="李^建国=LI^JIANGUO")
+    study = study_from_dataset(read_instance(data), patient_id="p", default_tz=SHANGHAI)
+    assert (study.study_id, study.referring_physician) == ("CT2026001", "李^建国=LI^JIANGUO")
+    nobody = study_from_dataset(read_instance(synthetic(charset, "张^三丰", ReferringPhysicianName="^^^^")),
+                                patient_id="p", default_tz=SHANGHAI)
+    assert (nobody.study_id, nobody.referring_physician) == (None, None)
+
+
 def test_iso_2022_ir_58_with_escape_sequences() -> None:
     # PS3.5 Annex K example: "Wang^XiaoDong=王^小东=" in \ISO 2022 IR 58
     ds = Dataset()
