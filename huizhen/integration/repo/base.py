@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +15,19 @@ from huizhen.integration.crypto import KeyRing
 from huizhen.integration.model import HumanName, Identifier
 from huizhen.integration.repo import prepared
 from huizhen.integration.repo.prepared import Prepared, Row
+
+
+def _next_value(insert: Any) -> Prepared:
+    stmt = insert(t.sequences).values(name=bindparam("name"), value=1)
+    return Prepared(
+        stmt.on_conflict_do_update(index_elements=[t.sequences.c.name], set_={"value": t.sequences.c.value + 1})
+        .returning(t.sequences.c.value)
+    )
+
+
+# built once, run on the driver: every audit flush (a work-list page's) takes the next value of the
+# audit counter, and building this upsert cost more than running it
+_NEXT_VALUE = {"sqlite": _next_value(sqlite.insert), "postgresql": _next_value(postgresql.insert)}
 
 
 class RepoBase:
@@ -44,15 +58,8 @@ class RepoBase:
 
     async def next_sequence(self, name: str) -> int:
         """Atomically increment and return a named counter (row-locked on PostgreSQL)."""
-        stmt = (
-            self.upsert_into(t.sequences)
-            .values(name=name, value=1)
-            .on_conflict_do_update(
-                index_elements=[t.sequences.c.name], set_={"value": t.sequences.c.value + 1}
-            )
-            .returning(t.sequences.c.value)
-        )
-        return int((await self.conn.execute(stmt)).scalar_one())
+        rows = await self.run(_NEXT_VALUE[self.dialect], {"name": name})
+        return int(rows[0]["value"])
 
 
 def like_escape(value: str) -> str:
