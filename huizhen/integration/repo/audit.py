@@ -55,17 +55,41 @@ def _roles_text(roles: tuple[object, ...]) -> str | None:
     return None if None in parts else "[" + ", ".join(parts) + "]"  # type: ignore[arg-type]
 
 
+_WORDS: dict[str, str] = {}  # the encoded text of strings that recur from event to event
+_WORDS_LIMIT = 4096
+
+
+def _word(value: object) -> str | None:
+    """:func:`_text` of a value that recurs from event to event (actor, action, outcome, entity type,
+    source, domain: a request's 150 events share them): encoded once, then looked up."""
+    if type(value) is not str:
+        return _text(value)
+    found = _WORDS.get(value)
+    if found is None:
+        found = _encode_str(value)
+        if len(_WORDS) >= _WORDS_LIMIT:
+            _WORDS.clear()
+        _WORDS[value] = found
+    return found
+
+
 def _canonical(prev_hash: str | None, e: AuditEvent) -> str | None:
     roles = _roles_text(tuple(e.roles)) if isinstance(e.roles, list | tuple) else None
-    # in sorted key order; "domain" only when set (see chain_hash)
-    values = [_text(e.action), _text(e.actor), _text(e.at.isoformat()), _text(e.detail),
-              None if e.domain is None else _text(e.domain), _text(e.entity_id), _text(e.entity_type),
-              _text(e.id), _text(e.outcome), _text(prev_hash), roles, _text(e.source)]
-    if None in values[:4] or None in values[5:] or (e.domain is not None and values[4] is None):
+    action, actor, domain, entity_type, outcome, source = (
+        _word(e.action), _word(e.actor), _word(e.domain), _word(e.entity_type), _word(e.outcome), _word(e.source)
+    )
+    at, detail, entity_id, id_, prev = (
+        _text(e.at.isoformat()), _text(e.detail), _text(e.entity_id), _text(e.id), _text(prev_hash)
+    )
+    if (
+        action is None or actor is None or at is None or detail is None or entity_id is None
+        or entity_type is None or id_ is None or outcome is None or prev is None or roles is None
+        or source is None or domain is None
+    ):
         return None
-    action, actor, at, detail, domain, entity_id, entity_type, id_, outcome, prev, roles, source = values
+    # in sorted key order; "domain" only when set (see chain_hash)
     head = f'{{"action": {action}, "actor": {actor}, "at": {at}, "detail": {detail}, '
-    if domain is not None:
+    if e.domain is not None:
         head += f'"domain": {domain}, '
     return (f'{head}"entity_id": {entity_id}, "entity_type": {entity_type}, "id": {id_}, '
             f'"outcome": {outcome}, "prev": {prev}, "roles": {roles}, "source": {source}}}')
