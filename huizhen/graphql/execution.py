@@ -145,7 +145,9 @@ def _has_middleware(manager: MiddlewareManager | None) -> bool:
 class _Step:
     """One field of a field set, as this request executes it."""
 
-    __slots__ = ("args", "attr", "details", "field_def", "name", "nullable", "serialize", "shape", "subfields")
+    __slots__ = (
+        "args", "attr", "details", "field_def", "name", "nullable", "serialize", "shape", "subfields", "subplan",
+    )
 
     def __init__(self, name: str, details: Any, field_def: GraphQLField | None, attr: str | None,
                  serialize: Any, nullable: bool, shape: _Shape | None) -> None:
@@ -153,6 +155,7 @@ class _Step:
         self.attr, self.serialize, self.nullable, self.shape = attr, serialize, nullable, shape
         self.args: dict[str, Any] | None = None  # the field's arguments, coerced once for the request
         self.subfields: Any = None  # the object's field set, collected once; False: it defers (full path)
+        self.subplan: Any = Undefined  # the steps of that field set (None: graphql-core's way), looked up once
 
 
 class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -179,6 +182,14 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plan = None if _has_middleware(self.middleware_manager) else self._plan(parent_type, grouped_field_set)
         if plan is None:
             return super().execute_fields(parent_type, source, path, grouped_field_set, *args)
+        return self._execute_plan(plan, parent_type, source, path, grouped_field_set, *args)
+
+    def _execute_plan(
+        self, plan: list[_Step], parent_type: GraphQLObjectType, source: Any, path: Any, grouped_field_set: Any,
+        *args: Any,
+    ) -> Any:
+        """``execute_fields`` with the field set's steps at hand (an object or list field keeps
+        them on its step, so that the rows of a list do not look them up again, one by one)."""
         shaped = not args or args[0] is None  # no delivery group (``@defer``) to keep
         values: dict[str, Any] = {}
         rest: dict[str, Any] | None = None
@@ -268,7 +279,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             subfields = self._subfields(step)
             if subfields is False:
                 return self._full(step, parent_type, path, info, result)
-            return self.execute_fields(shape.object_type, result, path, subfields, None)
+            plan = self._subplan(step)
+            if plan is None:
+                return self.execute_fields(shape.object_type, result, path, subfields, None)
+            return self._execute_plan(plan, shape.object_type, result, path, subfields, None)
         if type(result) is not list:
             return self._full(step, parent_type, path, info, result)
         if shape.object_type is None:  # a list of leaves
@@ -292,13 +306,17 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if subfields is False or not all(item is not None and _plain(type(item)) for item in result):
             return self._full(step, parent_type, path, info, result)
         object_type, item_type, details = shape.object_type, shape.item_type, step.details
+        plan = self._subplan(step)
         completed: list[Any] = []
         later: list[int] | None = None
         try:
             for index, item in enumerate(result):
                 item_path = Path(path, index, None)
                 try:
-                    done = self.execute_fields(object_type, item, item_path, subfields, None)
+                    done = (
+                        self.execute_fields(object_type, item, item_path, subfields, None) if plan is None
+                        else self._execute_plan(plan, object_type, item, item_path, subfields, None)
+                    )
                 except Exception as raw_error:
                     self.handle_field_error(raw_error, item_type, details, item_path)
                     done = None
@@ -323,6 +341,16 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
             grouped, new_defer_usages, _ = self.collect_subfields(shape.object_type, step.details)
             found = step.subfields = False if new_defer_usages else grouped
         return found
+
+    def _subplan(self, step: _Step) -> list[_Step] | None:
+        """The steps of the object's field set (after :meth:`_subfields`), kept on the step."""
+        found = step.subplan
+        if found is Undefined:
+            shape: Any = step.shape
+            found = step.subplan = (
+                None if _has_middleware(self.middleware_manager) else self._plan(shape.object_type, step.subfields)
+            )
+        return found  # type: ignore[no-any-return]
 
     def _full(self, step: _Step, parent_type: GraphQLObjectType, path: Path, info: Any, result: Any) -> Any:
         """graphql-core's own completion of the value: its errors, paths and locations."""
