@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, S
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import SchemaExtension
@@ -68,9 +69,24 @@ def ready_many(loader: DataLoader[K, V], keys: Sequence[K]) -> list[V] | Awaitab
     return loader.load_many(keys)
 
 
+_AWAITABLE: dict[type, bool] = {}  # by class: classes are few (the model's, list, None, futures)
+
+
+def _awaitable(value: object) -> TypeGuard[Awaitable[Any]]:
+    """``inspect.isawaitable``, asked once per class: its answer depends only on the class (an ABC
+    check, slow for the usual "no": some 300 held values a work-list page) but for a generator."""
+    cls = type(value)
+    found = _AWAITABLE.get(cls)
+    if found is None:
+        found = inspect.isawaitable(value)
+        if cls is not GeneratorType:
+            _AWAITABLE[cls] = found
+    return found
+
+
 def then(value: V | Awaitable[V], fn: Callable[[V], R]) -> R | Awaitable[R]:
     """``fn(value)``, at once or when the awaitable is done: what a resolver returns."""
-    if inspect.isawaitable(value):
+    if _awaitable(value):
         awaitable = value
 
         async def later() -> R:
