@@ -76,6 +76,16 @@ def codes_pattern(system: str | None, code: str) -> str:
     return f"%{_RS}{like_escape(system)}{found}%" if system else f"%{found}%"
 
 
+# What an ImagingStudy and its series are read from, in this order (unpacked by position, as the
+# observations: a Row's attribute look-up per column cost more than the rest of the building)
+STUDY_COLUMNS = tuple(t.imaging_studies.c[name] for name in (
+    "id", "patient_id", "study_instance_uid", "accession_number", "description", "started_at", "facility_id",
+    "consultation_id", "study_id", "referring_physician",
+))
+_SERIES_COLUMNS = tuple(t.imaging_series.c[name] for name in (
+    "series_instance_uid", "study_id", "modality", "number", "description", "body_site",
+))
+
 
 def _observations_of_patients(latest: bool, *, narrow: bool = False) -> Any:
     """Newest first per patient (undated last); with ``latest`` the first N of each.
@@ -221,7 +231,7 @@ class Clinical(RepoBase):
     async def studies_for_patients(self, patient_ids: Sequence[str]) -> dict[str, list[ImagingStudy]]:
         rows = (
             await self.conn.execute(
-                select(t.imaging_studies)
+                select(*STUDY_COLUMNS)
                 .where(t.imaging_studies.c.patient_id.in_(list(patient_ids)))
                 .order_by(t.imaging_studies.c.started_at.desc(), t.imaging_studies.c.id)
             )
@@ -232,7 +242,7 @@ class Clinical(RepoBase):
         return out
 
     async def studies_by_ids(self, ids: Sequence[str]) -> list[ImagingStudy]:
-        rows = (await self.conn.execute(select(t.imaging_studies).where(t.imaging_studies.c.id.in_(list(ids))))).all()
+        rows = (await self.conn.execute(select(*STUDY_COLUMNS).where(t.imaging_studies.c.id.in_(list(ids))))).all()
         return await self._studies(rows)
 
     async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
@@ -250,16 +260,17 @@ class Clinical(RepoBase):
         ]
 
     async def _studies(self, rows: Sequence[Any]) -> list[ImagingStudy]:
-        ids = [r.id for r in rows]
+        """The studies of rows of :data:`STUDY_COLUMNS`, with their series and instances."""
+        ids = [r[0] for r in rows]
         series: dict[str, list[ImagingSeries]] = {i: [] for i in ids}
         by_uid: dict[str, ImagingSeries] = {}
         if ids:
-            for s in await self.conn.execute(
-                select(t.imaging_series).where(t.imaging_series.c.study_id.in_(ids)).order_by(t.imaging_series.c.number)
+            for uid, owner, modality, number, description, body_site in await self.conn.execute(
+                select(*_SERIES_COLUMNS).where(t.imaging_series.c.study_id.in_(ids)).order_by(t.imaging_series.c.number)
             ):
-                se = ImagingSeries(s.series_instance_uid, s.modality, s.number, s.description, s.body_site)
-                series[s.study_id].append(se)
-                by_uid[se.series_instance_uid] = se
+                se = ImagingSeries(uid, modality, number, description, body_site)
+                series[owner].append(se)
+                by_uid[uid] = se
         if by_uid:
             for i in await self.conn.execute(
                 select(t.imaging_instances)
@@ -272,12 +283,13 @@ class Clinical(RepoBase):
                 )
         return [
             ImagingStudy(
-                id=r.id, patient_id=r.patient_id, study_instance_uid=r.study_instance_uid,
-                accession_number=r.accession_number, description=r.description, started_at=r.started_at,
-                facility_id=r.facility_id, consultation_id=r.consultation_id, series=series[r.id],
-                study_id=r.study_id, referring_physician=r.referring_physician,
+                id=id_, patient_id=patient_id, study_instance_uid=uid, accession_number=accession,
+                description=description, started_at=started_at, facility_id=facility_id,
+                consultation_id=consultation_id, series=series[id_], study_id=study_id,
+                referring_physician=referring,
             )
-            for r in rows
+            for (id_, patient_id, uid, accession, description, started_at, facility_id, consultation_id, study_id,
+                 referring) in rows
         ]
 
     def _obs_values(self, o: Observation) -> dict[str, Any]:
