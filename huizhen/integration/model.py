@@ -44,7 +44,16 @@ def new_time_ordered_id() -> str:
     unique index on ``id`` grows at its end: random ids put each row of a batch on another
     index page, and every such page is written to the WAL again at each commit.
     """
-    return f"{time.time_ns() // 1_000_000:012x}7{new_id()[13:]}"  # new_id's variant bits stay
+    global _stamp
+    ms = time.time_ns() // 1_000_000
+    at, prefix = _stamp
+    if ms != at:  # the millisecond's hex, written once for the ids made in it (a page's 150 audit events)
+        prefix = f"{ms:012x}7"
+        _stamp = (ms, prefix)  # one tuple, swapped whole: threads see an old pair or a new one
+    return prefix + new_id()[13:]  # new_id's variant bits stay
+
+
+_stamp: tuple[int, str] = (-1, "")  # (Unix milliseconds, the ids' first 13 hex digits for it)
 
 
 def _fresh_ids(n: int) -> list[str]:
