@@ -49,7 +49,7 @@ from huizhen.integration.errors import ConfigurationError, HuizhenError
 
 _VERSION = 1
 KEYS_FILE = "keys.json"
-# json.dumps with options builds an encoder per call; one encoder, the same text (a PHI value per observation)
+# json.dumps with options builds an encoder per call: one encoder, for what orjson refuses (jsonio.dumps_utf8)
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
@@ -112,7 +112,7 @@ class KeyRing:
         return None if blob is None else self.decrypt(blob).decode("utf-8")
 
     def encrypt_json(self, value: Any) -> bytes:
-        return self.encrypt(_JSON.encode(value).encode("utf-8"))
+        return self.encrypt(jsonio.dumps_utf8(value, _JSON.encode))
 
     def decrypt_json(self, blob: bytes) -> Any:
         return jsonio.loads(self.decrypt(blob))

@@ -196,10 +196,10 @@ class Store:
 def _create_engine(url: str, *, echo: bool) -> AsyncEngine:
     if make_url(url).get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                                   json_deserializer=jsonio.loads)
+                                   json_serializer=jsonio.dumps, json_deserializer=jsonio.loads)
     database = make_url(url).database or ":memory:"
     engine = create_async_engine(url, echo=echo, async_creator=inline_creator(database),
-                                 json_deserializer=jsonio.loads)
+                                 json_serializer=jsonio.dumps, json_deserializer=jsonio.loads)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
