@@ -145,7 +145,7 @@ def make_loaders(services: Services) -> Loaders:
         return load
 
     observations = by_id(lambda repo, ids: repo.clinical.observations_by_ids(ids))
-    studies = by_id(lambda repo, ids: repo.clinical.studies_by_ids(ids))
+    studies = by_id(lambda repo, ids: repo.clinical.studies_by_ids(ids, instances=False))  # the API counts them
     documents = by_id(lambda repo, ids: repo.clinical.documents_by_ids(ids))
     patients = by_id(lambda repo, ids: repo.patients.by_ids(ids))
     practitioners = by_id(lambda repo, ids: repo.directory.practitioners_by_ids(ids))
@@ -163,7 +163,7 @@ def make_loaders(services: Services) -> Loaders:
 
     async def patient_studies(ids: Sequence[str]) -> list[list[ImagingStudy]]:
         async with store.read() as repo:
-            found = await repo.clinical.studies_for_patients(ids)
+            found = await repo.clinical.studies_for_patients(ids, instances=False)
         return [found[i] for i in ids]
 
     async def patient_consultations(ids: Sequence[str]) -> list[list[Consultation]]:

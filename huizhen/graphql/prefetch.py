@@ -86,7 +86,7 @@ async def consultation_relations(info: Info, repo: Repository, rows: Sequence[m.
         _prime(loaders.observation, ids, await repo.clinical.observations_by_ids(ids))
     if "imagingStudies" in sel and ctx.allowed("study", "read"):
         ids = list(dict.fromkeys(s for c in rows for s in c.study_ids))
-        _prime(loaders.study, ids, await repo.clinical.studies_by_ids(ids))
+        _prime(loaders.study, ids, await repo.clinical.studies_by_ids(ids, instances=False))
 
 
 async def patient_page_relations(info: Info, repo: Repository, rows: Sequence[m.Patient]) -> None:
@@ -109,7 +109,7 @@ async def patient_relations(
                 found = await repo.clinical.observations_for_patients(pids, latest=first)
                 ctx.loaders.patient_observations.prime_many({(p, first): found[p] for p in pids})
     if "imagingStudies" in sel and ctx.allowed("study", "read"):
-        studies = await repo.clinical.studies_for_patients(pids)
+        studies = await repo.clinical.studies_for_patients(pids, instances=False)
         ctx.loaders.patient_studies.prime_many({p: studies[p] for p in pids})
 
 

@@ -155,7 +155,7 @@ class BaseQuery:
     async def imaging_studies(self, info: Info, patient_id: strawberry.ID) -> list[ImagingStudy]:
         patient = await patient_for_use(info, str(patient_id))
         async with info.context.services.store.read() as repo:
-            found = await repo.clinical.studies_for_patients([patient.id])
+            found = await repo.clinical.studies_for_patients([patient.id], instances=False)
         return [ImagingStudy(_m=s) for s in found[patient.id]]
 
     @strawberry.field(description="The message journal, newest first.", permission_classes=can("message", "read"))

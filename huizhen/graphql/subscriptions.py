@@ -95,7 +95,7 @@ class EventViews:
     async def study(self, study_id: str, instance: str) -> StudyView | None:
         async def load() -> StudyView | None:
             async with self.store.read() as repo:
-                found = await repo.clinical.studies_by_ids([study_id])
+                found = await repo.clinical.studies_by_ids([study_id], instances=False)
                 if not found:
                     return None
                 patient = await repo.patients.get(found[0].patient_id)

@@ -276,6 +276,16 @@ class ImagingSeries:
     description: str | None = None
     body_site: str | None = None
     instances: list[ImagingInstance] = field(default_factory=list)
+    # a summary read (the API's lists) counts the instances instead of loading them: a CT series
+    # holds hundreds; then ``instances`` is empty and this is their number
+    counted: int | None = None
+
+    @property
+    def instance_count(self) -> int:
+        """Distinct SOP instances (a conflicting second content is the same instance)."""
+        if self.counted is not None:
+            return self.counted
+        return len({i.sop_instance_uid for i in self.instances})
 
 
 @dataclass(slots=True)
@@ -302,7 +312,7 @@ class ImagingStudy:
 
     @property
     def instance_count(self) -> int:
-        return sum(len(s.instances) for s in self.series)
+        return sum(s.instance_count for s in self.series)
 
 
 @dataclass(slots=True)

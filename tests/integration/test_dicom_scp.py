@@ -72,6 +72,8 @@ CT = corpus("CT_small.dcm")
 CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
 CT_SOP = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
 MR_SOP = "1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"
+MR_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
+NM_STUDY = "1.3.6.1.4.1.5962.1.2.8.20040826185059.5457"  # JPEG-LL and JPEG2000: two instances
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 
 
@@ -439,6 +441,14 @@ async def test_find_at_every_level_of_both_roots(scp: Running) -> None:
     assert {(p.PatientID, int(p.NumberOfPatientRelatedInstances)) for p in patients} == {
         ("1CT1", 1), ("4MR1", 1), ("8NM1", 2)  # the RLE version of MR_small is a conflict: not counted
     }
+    # the API's summary read counts instances in SQL (a CT series holds hundreds) and agrees
+    async with scp.store.read() as repo:
+        refs = [await repo.imaging.study_ref(uid) for uid in (MR_STUDY, NM_STUDY)]
+        ids = [r.id for r in refs if r is not None]
+        full = await repo.clinical.studies_by_ids(ids)
+        summary = await repo.clinical.studies_by_ids(ids, instances=False)
+    assert sorted(s.instance_count for s in full) == sorted(s.instance_count for s in summary) == [1, 2]
+    assert not any(se.instances for s in summary for se in s.series)
     found, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
                           StudyDate="20040101-20040131", StudyInstanceUID="", ModalitiesInStudy="")
     assert [(s.StudyInstanceUID, s.ModalitiesInStudy) for s in found] == [(CT_STUDY, "CT")]

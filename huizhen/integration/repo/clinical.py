@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, distinct, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
@@ -228,7 +228,11 @@ class Clinical(RepoBase):
         rows = await self.conn.execute(select(*OBSERVATION_COLUMNS).where(t.observations.c.id.in_(list(ids))))
         return [self._observation(r) for r in rows]
 
-    async def studies_for_patients(self, patient_ids: Sequence[str]) -> dict[str, list[ImagingStudy]]:
+    async def studies_for_patients(
+        self, patient_ids: Sequence[str], *, instances: bool = True
+    ) -> dict[str, list[ImagingStudy]]:
+        """Newest first per patient; ``instances=False`` counts each series' instances instead of
+        reading them (:attr:`ImagingSeries.counted`)."""
         rows = (
             await self.conn.execute(
                 select(*STUDY_COLUMNS)
@@ -237,13 +241,14 @@ class Clinical(RepoBase):
             )
         ).all()
         out: dict[str, list[ImagingStudy]] = {pid: [] for pid in patient_ids}
-        for study in await self._studies(rows):
+        for study in await self._studies(rows, instances):
             out[study.patient_id].append(study)
         return out
 
-    async def studies_by_ids(self, ids: Sequence[str]) -> list[ImagingStudy]:
+    async def studies_by_ids(self, ids: Sequence[str], *, instances: bool = True) -> list[ImagingStudy]:
+        """``instances=False``: see :meth:`studies_for_patients`."""
         rows = (await self.conn.execute(select(*STUDY_COLUMNS).where(t.imaging_studies.c.id.in_(list(ids))))).all()
-        return await self._studies(rows)
+        return await self._studies(rows, instances)
 
     async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
         rows = await self.conn.execute(
@@ -259,8 +264,9 @@ class Clinical(RepoBase):
             for m in (r._mapping for r in rows)
         ]
 
-    async def _studies(self, rows: Sequence[Any]) -> list[ImagingStudy]:
-        """The studies of rows of :data:`STUDY_COLUMNS`, with their series and instances."""
+    async def _studies(self, rows: Sequence[Any], instances: bool = True) -> list[ImagingStudy]:
+        """The studies of rows of :data:`STUDY_COLUMNS`, with their series and instances (or
+        their instances' number)."""
         ids = [r[0] for r in rows]
         series: dict[str, list[ImagingSeries]] = {i: [] for i in ids}
         by_uid: dict[str, ImagingSeries] = {}
@@ -271,7 +277,16 @@ class Clinical(RepoBase):
                 se = ImagingSeries(uid, modality, number, description, body_site)
                 series[owner].append(se)
                 by_uid[uid] = se
-        if by_uid:
+        if by_uid and not instances:
+            ic = t.imaging_instances.c
+            for uid, n in await self.conn.execute(
+                select(ic.series_instance_uid, func.count(distinct(ic.sop_instance_uid)))
+                .where(ic.series_instance_uid.in_(list(by_uid))).group_by(ic.series_instance_uid)
+            ):
+                by_uid[uid].counted = n
+            for se in by_uid.values():
+                se.counted = se.counted or 0
+        elif by_uid:
             for i in await self.conn.execute(
                 select(t.imaging_instances)
                 .where(t.imaging_instances.c.series_instance_uid.in_(list(by_uid)))
