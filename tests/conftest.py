@@ -8,6 +8,7 @@ under CI (CI=true), where a missing service fails the test instead.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -35,9 +36,31 @@ def need_service(env_var: str, what: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port no one listens on, for a server a test starts (which binds it a moment later).
+
+    Not one the kernel hands out (binding port 0): that range is also where outgoing
+    connections (to PostgreSQL, Redis, the servers under test) take their local ports, and
+    one of them took such a port between this check and the server's bind (EADDRINUSE in CI).
+    So a random port below the machine's ephemeral range, checked free."""
+    low, high = _ephemeral_range()
+    candidates = range(20000, low) if low > 21000 else range(high + 1, 65536)
+    for _ in range(200):
+        port = random.choice(candidates)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found outside the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535  # IANA's dynamic range
 
 
 class PostgresDatabases:
