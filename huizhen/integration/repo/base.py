@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from huizhen.integration import tables as t
 from huizhen.integration.crypto import KeyRing
-from huizhen.integration.model import HumanName, Identifier
+from huizhen.integration.model import Coding, HumanName, Identifier
 from huizhen.integration.repo import prepared
 from huizhen.integration.repo.prepared import Prepared, Row
 
@@ -60,6 +60,15 @@ class RepoBase:
         """Atomically increment and return a named counter (row-locked on PostgreSQL)."""
         rows = await self.run(_NEXT_VALUE[self.dialect], {"name": name})
         return int(rows[0]["value"])
+
+
+def codings_to_json(codings: Sequence[Coding]) -> list[list[str | None]] | None:
+    """Codings as ``[code, system, display]`` lists, None for none (a key left out of a document)."""
+    return [[c.code, c.system, c.display] for c in codings] or None
+
+
+def codings_from_json(doc: Sequence[Sequence[Any]] | None) -> tuple[Coding, ...]:
+    return tuple(Coding(c[0], c[1], c[2]) for c in doc or ())
 
 
 def like_escape(value: str) -> str:

@@ -22,7 +22,14 @@ from huizhen.integration.model import (
     Observation,
     ReferenceRange,
 )
-from huizhen.integration.repo.base import RepoBase, identifiers_from_json, identifiers_to_json, like_escape
+from huizhen.integration.repo.base import (
+    RepoBase,
+    codings_from_json,
+    codings_to_json,
+    identifiers_from_json,
+    identifiers_to_json,
+    like_escape,
+)
 from huizhen.integration.repo.prepared import Prepared
 
 # Statements of the ingest hot path, built once (see repo/patients.py)
@@ -278,14 +285,14 @@ class Clinical(RepoBase):
                 series[owner].append(se)
                 by_uid[uid] = se
         if by_uid and not instances:
+            for se in by_uid.values():
+                se.counted = 0  # a series whose instances are all gone has no row in the count
             ic = t.imaging_instances.c
             for uid, n in await self.conn.execute(
                 select(ic.series_instance_uid, func.count(distinct(ic.sop_instance_uid)))
                 .where(ic.series_instance_uid.in_(list(by_uid))).group_by(ic.series_instance_uid)
             ):
                 by_uid[uid].counted = n
-            for se in by_uid.values():
-                se.counted = se.counted or 0
         elif by_uid:
             for i in await self.conn.execute(
                 select(t.imaging_instances)
@@ -353,24 +360,17 @@ class Clinical(RepoBase):
 def _details(o: Observation) -> dict[str, Any]:
     """The rest of what the source said (code text, category, issued, the value's other codings),
     kept in the encrypted value beside it: under one key, present only when there is any."""
-    def codes(found: tuple[Coding, ...]) -> list[list[str | None]] | None:
-        return [[c.code, c.system, c.display] for c in found] or None
-
     details = {
-        "text": o.code_text, "category": codes(o.category),
-        "issued": o.issued.isoformat() if o.issued else None, "value_codes": codes(o.value_alternates),
+        "text": o.code_text, "category": codings_to_json(o.category),
+        "issued": o.issued.isoformat() if o.issued else None, "value_codes": codings_to_json(o.value_alternates),
     }
     return {"details": {k: v for k, v in details.items() if v is not None}}
 
 
 def _details_of(clinical: dict[str, Any]) -> dict[str, Any]:
     d = clinical["details"]
-
-    def codes(key: str) -> tuple[Coding, ...]:
-        return tuple(Coding(c[0], c[1], c[2]) for c in d.get(key) or ())
-
     return {
-        "code_text": d.get("text"), "category": codes("category"),
+        "code_text": d.get("text"), "category": codings_from_json(d.get("category")),
         "issued": datetime.fromisoformat(d["issued"]) if d.get("issued") else None,
-        "value_alternates": codes("value_codes"),
+        "value_alternates": codings_from_json(d.get("value_codes")),
     }

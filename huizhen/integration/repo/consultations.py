@@ -12,7 +12,6 @@ from sqlalchemy import and_, bindparam, case, func, or_, select
 from huizhen.integration import tables as t
 from huizhen.integration.errors import BadInput, Conflict
 from huizhen.integration.model import (
-    Coding,
     Consultation,
     ConsultationStatus,
     Identifier,
@@ -20,7 +19,7 @@ from huizhen.integration.model import (
     Urgency,
 )
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
-from huizhen.integration.repo.base import RepoBase
+from huizhen.integration.repo.base import RepoBase, codings_from_json, codings_to_json
 from huizhen.integration.repo.prepared import Prepared
 from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
 
@@ -200,7 +199,7 @@ class Consultations(RepoBase):
             "learning_flags": c.learning_flags,
         }
         if c.order_codes:
-            clinical["order_codes"] = [[x.code, x.system, x.display] for x in c.order_codes]
+            clinical["order_codes"] = codings_to_json(c.order_codes)
         order = c.source_order
         return {
             "patient_id": c.patient_id, "requester_id": c.requester_id, "facility_id": c.facility_id,
@@ -276,7 +275,7 @@ class Consultations(RepoBase):
             treatment_plan=clinical.get("treatment_plan"), cancel_reason=clinical.get("cancel_reason"),
             learning_flags=clinical.get("learning_flags") or [],
             source_order=Identifier(order[0], order[1]) if order else None,
-            order_codes=tuple(Coding(*x) for x in clinical.get("order_codes") or ()),
+            order_codes=codings_from_json(clinical.get("order_codes")),
             timeline=timeline, version=m["version"],
             **{name: m[name] for name in _TIMES},
         )
