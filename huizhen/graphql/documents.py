@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import DocumentNode
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
 
@@ -51,3 +51,26 @@ class DocumentCache(SchemaExtension):
         yield
         if key is not None and ctx.graphql_document is not None:
             self.documents.put(key, ctx.graphql_document)
+
+
+class OperationChoice(SchemaExtension):
+    """A document with several operations and no ``operationName`` is a request error.
+
+    The GraphQL specification (GetOperation) refuses it: the server cannot know which one the
+    client meant. strawberry's execution context falls back to the first operation's name when
+    none is given, so graphql-core's own check never sees the missing name and the first
+    operation ran. Runs after the validation cache (which sets the list of validation errors).
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # strawberry keeps the name the client sent here (``operation_name`` falls back to the first)
+        if getattr(context, "_provided_operation_name", None) is None and document is not None:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                error = GraphQLError(
+                    "Must provide operationName: the document holds several operations", nodes=operations
+                )
+                context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+        yield

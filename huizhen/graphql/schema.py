@@ -18,7 +18,7 @@ from strawberry.tools import merge_types
 
 from huizhen.graphql.access import AccessMutation, AccessQuery
 from huizhen.graphql.context import ReleaseLoaders
-from huizhen.graphql.documents import DocumentCache, Documents
+from huizhen.graphql.documents import DocumentCache, Documents, OperationChoice
 from huizhen.graphql.errors import ErrorCodes
 from huizhen.graphql.execution import LeanExecutionContext, install_direct_resolvers
 from huizhen.graphql.guard import (
@@ -330,6 +330,7 @@ def build_schema(
             # every error a code; DocumentCache keeps only documents that parsed)
             lambda: DocumentCache(documents),
             lambda: ValidationCache(maxsize=256),
+            OperationChoice,  # after the validation cache, which sets the validation errors
         ],
     )
     install_direct_resolvers(schema)

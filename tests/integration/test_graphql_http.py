@@ -268,3 +268,16 @@ async def test_query_depth_is_limited(doctor: GraphQLClient) -> None:
     body = (await doctor.raw(deep)).json()
     assert "depth" in body["errors"][0]["message"]
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_several_operations_need_an_operation_name(doctor: GraphQLClient) -> None:
+    """GraphQL GetOperation: no operationName with two operations is a request error, not the first one run."""
+    two = "query A { me { id } } mutation B { cancelConsultation(id: \"x\", reason: \"r\") { id } }"
+    body = (await doctor.raw(two)).json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "operationName" in body["errors"][0]["message"]
+    named = await doctor.http.post("/graphql", json={"query": two, "operationName": "A"})
+    assert named.json() == {"data": {"me": {"id": "doc1"}}}
+    assert (await doctor.execute("query Only { me { id } }")) == {"me": {"id": "doc1"}}
+
