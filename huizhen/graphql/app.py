@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
     from huizhen.app import Services
 
 log = logging.getLogger(__name__)
+
+# the codes of strawberry's HTTP refusals (README: Errors); any other status is BAD_INPUT
+_HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 # a WebSocket before connection_init: nobody, no roles
 ANONYMOUS = Principal(sub="", roles=(), facility=None)
@@ -55,6 +60,21 @@ class HuizhenGraphQL(GraphQL[Context, None]):
         )
         self.services = services
         self.event_views = EventViews(services.store)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """strawberry answers a request it cannot take (a body that is not a JSON object, variables
+        that are not an object, an operationName the document lacks, a query over GET) with a
+        text/plain 400 and no ``extensions.code``; here it is a GraphQL error response like any other."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_INPUT")
+            body = {"data": None, "errors": [{"message": exc.reason, "extensions": {"code": code}}]}
+            response = Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
+        await response(scope, receive, send)
 
     def encode_json(self, data: object) -> str:
         """orjson: a work-list page is some sixty kilobytes, which the standard library's encoder

@@ -281,3 +281,21 @@ async def test_several_operations_need_an_operation_name(doctor: GraphQLClient) 
     assert named.json() == {"data": {"me": {"id": "doc1"}}}
     assert (await doctor.execute("query Only { me { id } }")) == {"me": {"id": "doc1"}}
 
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2]",  # a batch
+        b'{"query": 5}',
+        b'{"query": "{ me { id } }", "variables": "x"}',
+        b'{"query": "query A { me { id } }", "operationName": "Z"}',
+        b"\xff\xfe",  # not JSON
+        b'{"variables": {}}',  # no query
+    ],
+)
+async def test_requests_strawberry_refuses_are_coded_json(doctor: GraphQLClient, body: bytes) -> None:
+    r = await doctor.http.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/json")
+    error = r.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_INPUT" and error["message"]
