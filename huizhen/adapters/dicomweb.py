@@ -122,7 +122,15 @@ class DicomWeb:
             ds = find_response(q.identifier, record, level=level)
             del ds.QueryRetrieveLevel
             body.append(ds.to_json_dict())
-        return JSONResponse(body, media_type=DICOM_JSON)
+        # PS3.18 8.3.4: an origin server without fuzzy matching says so, and says when the page
+        # left matches out (a viewer otherwise takes a partial list for the whole)
+        warnings = []
+        if q.fuzzy:
+            warnings.append(f"299 {_service(request)}: {FUZZY_WARNING}")
+        if q.offset + q.limit < len(found):
+            warnings.append(f"299 {_service(request)}: {MORE_RESULTS_WARNING}")
+        headers = {"warning": ", ".join(warnings)} if warnings else None
+        return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
 
     # WADO-RS
 
@@ -297,6 +305,15 @@ async def _answer(work: Awaitable[Response]) -> Response:
         return _error(406, "NOT_ACCEPTABLE", str(exc))
     except ObjectStoreError as exc:
         return _error(503, "OBJECT_STORE", str(exc))
+
+
+FUZZY_WARNING = '"The fuzzymatching parameter is not supported. Only literal matching has been performed."'
+MORE_RESULTS_WARNING = '"There are additional results that can be requested."'
+
+
+def _service(request: Request) -> str:
+    """The warn-agent of a Warning header (RFC 7234 5.5): the service's host."""
+    return request.url.netloc or "huizhen"
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -5,8 +5,9 @@ becomes a STUDY level identifier holding the matching keys, the level's
 default return attributes (PS3.18 table 10.6.3-3/4/5) and the included
 fields, so the C-FIND matching rules (wildcards, ranges, UID lists, PN) are
 the QIDO-RS ones too. Keys are keywords or eight hex digits (``00100020``);
-``limit`` and ``offset`` page the results; ``fuzzymatching`` is accepted and
-not honoured (no fuzzy PN matching).
+``limit`` and ``offset`` page the results; ``fuzzymatching=true`` is accepted and
+not honoured (no fuzzy PN matching): :attr:`QidoQuery.fuzzy` lets the caller
+send the Warning PS3.18 asks for then.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class QidoQuery:
     identifier: Dataset
     limit: int
     offset: int
+    fuzzy: bool = False  # fuzzymatching=true was asked (and only literal matching is done)
 
 
 def qido_query(
@@ -56,7 +58,7 @@ def qido_query(
     ds.QueryRetrieveLevel = level.value
     for keyword in _FIELDS[level]:
         _set(ds, keyword, "")
-    limit, offset = MAX_LIMIT, 0
+    limit, offset, fuzzy = MAX_LIMIT, 0, False
     for name, value in params:
         if name == "includefield":
             for item in value.split(","):
@@ -66,13 +68,15 @@ def qido_query(
             limit = min(_count(name, value), MAX_LIMIT)
         elif name == "offset":
             offset = _count(name, value)
+        elif name == "fuzzymatching":
+            fuzzy = fuzzy or value.strip().lower() == "true"
         elif name not in _CONTROL:
             _set(ds, _keyword(name), value)
     if study_uid is not None:
         ds.StudyInstanceUID = study_uid
     if series_uid is not None:
         ds.SeriesInstanceUID = series_uid
-    return QidoQuery(ds, limit, offset)
+    return QidoQuery(ds, limit, offset, fuzzy)
 
 
 def _keyword(name: str) -> str:

@@ -76,7 +76,15 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
     [only] = _get(instance, token, "/studies", params={"PatientID": "4MR*", "StudyDate": "20040101-20041231"}).json()
     assert _value(only, "0020000D") == MR_STUDY
     assert _get(instance, token, "/studies", params={"ModalitiesInStudy": "US"}).json() == []
-    assert len(_get(instance, token, "/studies", params={"limit": "1"}).json()) == 1
+    page = _get(instance, token, "/studies", params={"limit": "1"})
+    assert len(page.json()) == 1
+    assert "additional results" in page.headers["warning"] and page.headers["warning"].startswith("299 ")
+    assert "warning" not in _get(instance, token, "/studies", params={"offset": "2"}).headers  # the last page
+    # PS3.18: fuzzymatching is not supported, so the answer says only literal matching was done
+    fuzzy = _get(instance, token, "/studies", params={"PatientID": "1CT1", "fuzzymatching": "true"})
+    assert [_value(s, "0020000D") for s in fuzzy.json()] == [CT_STUDY]
+    assert "fuzzymatching parameter is not supported" in fuzzy.headers["warning"]
+    assert "warning" not in _get(instance, token, "/studies", params={"PatientID": "1CT1"}).headers
     bad = _get(instance, token, "/studies", params={"NoSuchAttribute": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_INPUT"
 
