@@ -50,6 +50,13 @@ NUMERIC_VRS = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "
 _DT_BOUND = r"\d+(?:\.\d+)?(?:[+-]\d{4})?"
 _DT_WITH_OFFSET = re.compile(r"\d{4,}(?:\.\d+)?[+-]\d{4}")
 _DT_RANGE = re.compile(rf"(?P<low>{_DT_BOUND}|)-(?P<high>{_DT_BOUND}|)")
+# what a DA/TM/DT bound may look like (partial values included; ':' and a DA's '.' are the
+# ACR-NEMA separators temporal_bound drops): anything else matches nothing, so it is refused
+_TEMPORAL = {
+    "DA": re.compile(r"\d{4}(?:\d{2}(?:\d{2})?)?"),
+    "TM": re.compile(r"\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?"),
+    "DT": re.compile(r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?(?:[+-]\d{4})?"),
+}
 _NOT_KEYS = frozenset({"QueryRetrieveLevel", "SpecificCharacterSet", "TimezoneOffsetFromUTC"})
 
 
@@ -89,14 +96,27 @@ def parse_key(keyword: str, vr: str, raw: str | Sequence[str] | None) -> MatchKe
     if vr in RANGE_VRS:
         bounds = _range(vr, values[0])
         if bounds is None:
-            return MatchKey(keyword, vr, MatchKind.RANGE, low=values[0], high=values[0])
+            return MatchKey(keyword, vr, MatchKind.RANGE, low=_temporal(keyword, vr, values[0]),
+                            high=values[0])
         if not any(bounds):
             return MatchKey(keyword, vr, MatchKind.UNIVERSAL)
-        return MatchKey(keyword, vr, MatchKind.RANGE, low=bounds[0] or None, high=bounds[1] or None)
+        low, high = (_temporal(keyword, vr, b) if b else None for b in bounds)
+        return MatchKey(keyword, vr, MatchKind.RANGE, low=low, high=high)
     if vr == "UI":
         return MatchKey(keyword, vr, MatchKind.UID_LIST if len(values) > 1 else MatchKind.SINGLE, values)
     wild = vr in WILDCARD_VRS and any("*" in v or "?" in v for v in values)
     return MatchKey(keyword, vr, MatchKind.WILDCARD if wild else MatchKind.SINGLE, values)
+
+
+def _temporal(keyword: str, vr: str, bound: str) -> str:
+    """``bound`` if it is a (partial) DA/TM/DT value; :class:`BadInput` otherwise (C-FIND 0xA900,
+    QIDO-RS 400), rather than a key that silently matches nothing."""
+    text = bound.strip().replace(":", "")
+    if vr == "DA":
+        text = text.replace(".", "")
+    if not _TEMPORAL[vr].fullmatch(text):
+        raise BadInput(f"{keyword} {bound!r} is not a {vr} value or range")
+    return bound
 
 
 def _range(vr: str, text: str) -> tuple[str, str] | None:

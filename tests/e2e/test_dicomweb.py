@@ -85,6 +85,8 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
     assert [_value(s, "0020000D") for s in fuzzy.json()] == [CT_STUDY]
     assert "fuzzymatching parameter is not supported" in fuzzy.headers["warning"]
     assert "warning" not in _get(instance, token, "/studies", params={"PatientID": "1CT1"}).headers
+    bad_date = _get(instance, token, "/studies", params={"StudyDate": "2004x"})
+    assert bad_date.status_code == 400 and bad_date.json()["error"]["code"] == "BAD_INPUT"
     bad = _get(instance, token, "/studies", params={"NoSuchAttribute": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BAD_INPUT"
 

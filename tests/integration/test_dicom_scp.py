@@ -425,6 +425,7 @@ def _find(model: str, **keys: Any) -> Any:
     return go
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # pydicom on the refused dates sent
 async def test_find_at_every_level_of_both_roots(scp: Running) -> None:
     files = [CT, corpus("MR_small.dcm"), corpus("MR_small_RLE.dcm"), corpus("JPEG-LL.dcm"), corpus("JPEG2000.dcm")]
     assert await pynetdicom_store(scp.port, *files) == [SUCCESS] * 5
@@ -464,6 +465,11 @@ async def test_find_at_every_level_of_both_roots(scp: Running) -> None:
     assert [i.SOPInstanceUID for i in images] == [MR_SOP]
     _, refused = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="PATIENT", PatientID="")
     assert refused == 0xA900  # Study Root has no PATIENT level
+    # a date or time that is none matches nothing: refused, not answered as an empty success
+    for key in ({"StudyDate": "2004x"}, {"StudyDate": "20040101-soon"}, {"StudyTime": "noon"}):
+        matched, bad = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
+                                  StudyInstanceUID="", **key)
+        assert (matched, bad) == ([], 0xA900), key
 
 
 async def test_find_stops_at_the_response_limit_with_a_warning(store: Store, tmp_path: Path) -> None:

@@ -233,3 +233,22 @@ def test_bad_level_is_refused(level: str | None) -> None:
         identifier.QueryRetrieveLevel = level
     with pytest.raises(BadInput, match="QueryRetrieveLevel"):
         FindQuery.from_identifier(identifier)
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [("DA", "2004x"), ("DA", "20040101-soon"), ("DA", "2004-08-26"), ("TM", "noon"), ("TM", "0800-8pm"),
+     ("DT", "yesterday"), ("DT", "20200101T1200")],
+)
+def test_a_date_or_time_that_is_none_is_refused(vr: str, value: str) -> None:
+    with pytest.raises(BadInput, match="is not a"):
+        parse_key("Key", vr, value)
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [("DA", "2004"), ("DA", "2004.08.26"), ("DA", "-20040826"), ("TM", "08:30-12"), ("TM", "072730.5"),
+     ("DT", "20200101120000.5+0800"), ("DT", "2020-")],
+)
+def test_partial_and_legacy_dates_and_times_are_still_ranges(vr: str, value: str) -> None:
+    assert parse_key("Key", vr, value).kind is MatchKind.RANGE
