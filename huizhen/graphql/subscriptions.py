@@ -43,6 +43,7 @@ from huizhen.integration.imaging import STUDY_TOPIC
 from huizhen.integration.paging import decode_cursor, encode_cursor
 from huizhen.integration.sla_watch import ESCALATED
 from huizhen.integration.store import Store
+from huizhen.rbac.audit import DENIED
 from huizhen.rbac.identity import AuthenticationError
 
 _REPLAY_BATCH = 500
@@ -167,6 +168,15 @@ def _since(cursor: str) -> tuple[datetime, str, int]:
         raise BadInput(f"invalid cursor {cursor!r}") from exc
 
 
+def _require(info: Info, obj: str, action: str) -> None:
+    """FORBIDDEN, as the queries answer, when the viewer's roles may not ``action`` ``obj`` at all:
+    a subscription the policy denies is refused, not left open and silent."""
+    ctx = info.context
+    if not ctx.allowed(obj, action):
+        ctx.audited().add(action, obj, None, DENIED, detail=info.python_name)
+        raise Forbidden(f"{', '.join(sorted(ctx.roles)) or 'no role'} in {ctx.domain} may not {action} {obj}")
+
+
 def _timeline(e: m.TimelineEvent, info: Info) -> TimelineEvent:
     return TimelineEvent(at=iso(e.at, info) or "", type=e.type, actor=e.actor, detail=e.detail)
 
@@ -180,6 +190,7 @@ class Subscription:
     async def consultation_updated(
         self, info: Info, id: strawberry.ID | None = None, since: str | None = None
     ) -> AsyncGenerator[ConsultationEvent, None]:
+        _require(info, "consultation", "read")
         scope = await info.context.scope()
         views = _views(info)
         after = _since(since) if since else None
@@ -224,6 +235,7 @@ class Subscription:
     async def consultation_queue(
         self, info: Info, department: str | None = None
     ) -> AsyncGenerator[Consultation, None]:
+        _require(info, "consultation", "read")
         scope = await info.context.scope()
         wanted = department or scope.department
         coordinator = "coordinator" in scope.roles
@@ -246,6 +258,7 @@ class Subscription:
     async def study_received(
         self, info: Info, patient_id: strawberry.ID | None = None
     ) -> AsyncGenerator[ImagingStudy, None]:
+        _require(info, "study", "read")
         scope = await info.context.scope()
         views = _views(info)
         with subscribed(info, STUDY_TOPIC) as sub:

@@ -191,6 +191,20 @@ async def test_message_processed_for_integration_admins(server: RunningServer) -
         assert (await admin.next(sid, timeout=30))["messageProcessed"]["controlId"] == "CTRL-4"
 
 
+@pytest.mark.parametrize("role", ["auditor", "integration_admin", "security_officer"])
+async def test_subscriptions_the_policy_denies_are_forbidden_not_silent(server: RunningServer, role: str) -> None:
+    """The roles without `consultation read` / `study read` get FORBIDDEN, as the queries answer
+    (and as messageProcessed answers a doctor), over both protocols; not an open, silent stream."""
+    for protocol in ("graphql-transport-ws", LEGACY_WS):
+        async with graphql_socket(server.base_url, protocol=protocol) as ws:
+            await ws.init(bearer(server, f"{role}-1", role, "*"))
+            for query in (UPDATED, QUEUE, STUDIES):
+                sid = await ws.subscribe(query)
+                with pytest.raises(SubscriptionEnded) as refused:
+                    await ws.next(sid)
+                assert "FORBIDDEN" in json.dumps(refused.value.doc), (protocol, query)
+
+
 async def send_hl7(server: RunningServer, n: int) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["mllp"])
     try:
