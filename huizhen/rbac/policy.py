@@ -103,7 +103,8 @@ def checked(rule: Rule, line: int | None = None) -> Rule:
 def parse_csv(text: str) -> list[Rule]:
     """Every rule of a policy file, or :class:`PolicyError` for the first bad line."""
     rules: list[Rule] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # a file saved by Excel or Notepad on Windows starts with a UTF-8 byte order mark
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         try:

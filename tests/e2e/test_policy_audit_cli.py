@@ -30,6 +30,13 @@ def test_policy_export_import_round_trip_and_a_bad_file_changes_nothing(instance
     assert out.read_text(encoding="utf-8").splitlines()[1:] == ["g, aud1, auditor, TWN001",
                                                                 "p, auditor, *, audit, read"]
 
+    # the export edited in Excel comes back with a UTF-8 byte order mark: still the same policy
+    excel = instance.workdir / "excel.csv"
+    excel.write_text(out.read_text(encoding="utf-8") + "g, 张医生, expert, TWN001\n", encoding="utf-8-sig")
+    assert "imported 3 rule(s)" in instance.run("policy", "import", str(excel)).stdout
+    instance.run("policy", "export", str(out))
+    assert "g, 张医生, expert, TWN001" in out.read_text(encoding="utf-8").splitlines()
+
 
 def test_audit_verify_names_the_first_tampered_event_and_export_writes_fhir_lines(instance: Instance) -> None:
     good = instance.workdir / "p.csv"
