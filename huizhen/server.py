@@ -62,6 +62,7 @@ def mllp_server(services: Services) -> MllpServer:
         mllp_handler(MllpInbound(services.engine, services.codecs["mllp"]), settings),
         settings.host, settings.mllp_port,
         max_frame_bytes=settings.mllp_max_frame_bytes, idle_timeout_s=settings.mllp_idle_timeout_seconds,
+        stall_timeout_s=settings.mllp_stall_timeout_seconds,
         max_connections=settings.mllp_max_connections,
         ssl_context=tls_context(settings, require_client_cert=settings.mllp_require_client_cert),
     )

@@ -115,6 +115,7 @@ class Settings(BaseModel):
     # HL7 v2 over MLLP
     mllp_max_frame_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     mllp_idle_timeout_seconds: float = Field(default=600.0, gt=0)
+    mllp_stall_timeout_seconds: float = Field(default=30.0, gt=0)  # inside a frame: a sender that stopped mid-message
     mllp_max_connections: int = Field(default=256, ge=1)
     mllp_require_client_cert: bool = False
     # processes serving MLLP on the one port (this one accepts and hands each connection to the least busy):

@@ -333,3 +333,25 @@ async def test_coded_and_time_results_read_back_whole_over_fhir(server: RunningS
     assert [(c["system"], c["code"]) for c in culture] == [("http://snomed.info/sct", "112283007"), ("99LAB", "EC")]
     assert by_code["11778-8"]["valueDateTime"] == "2027-03-15"
     assert by_code["8665-2"]["valueDateTime"] == "2026-06-08T09:30:00+08:00"
+
+
+async def test_a_sender_stalled_mid_frame_is_cut_off_after_the_setting(tmp_path: Path, db_url: str) -> None:
+    """HUIZHEN_MLLP_STALL_TIMEOUT_SECONDS: the message ACKed before the stall stays; the partial one
+    is neither journaled nor answered; the listener serves the next connection."""
+    async with running_server(tmp_path / "s", db_url, mllp_stall_timeout_seconds=0.3) as srv:
+        port = srv.ports["mllp"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(encode(msg(PID_ZHANG, PV1, control_id="STALL-1")) + b"\x0b" + msg(PID_ZHANG)[:40])
+        await writer.drain()
+        answered = await asyncio.wait_for(reader.read(), timeout=10)  # until the server closes
+        writer.close()
+        assert answered.startswith(b"\x0b") and answered.endswith(b"\x1c\r")
+        assert ack_fields(answered[1:-2])[:2] == ("AA", "STALL-1")
+        client = MllpClient("127.0.0.1", port)
+        try:
+            assert ack_fields(await client.send(msg(PID_ZHANG, PV1, control_id="STALL-2")))[0] == "AA"
+        finally:
+            await client.close()
+        async with srv.services.store.read() as repo:
+            page = await repo.journal.search(channel="mllp")
+    assert sorted(m.control_id or "" for m, _ in page.items) == ["STALL-1", "STALL-2"]
