@@ -289,6 +289,8 @@ def audit_verify(ctx: click.Context) -> None:
     result = asyncio.run(_with_store(_settings(ctx), verify))
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} event(s)")
+        if result.unsigned:
+            click.echo("note: the chain's anchor is not signed yet (the next audit event signs it)", err=True)
         return
     click.echo(f"audit chain broken at event #{result.broken_at} (id {result.event_id}): {result.reason}", err=True)
     sys.exit(1)

@@ -412,7 +412,7 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     id: str = field(default_factory=new_time_ordered_id)
-    domain: str | None = None  # the RBAC domain (facility code, ``*``) the decision was made in; None before 0013
+    domain: str | None = None  # the RBAC domain (facility code, ``*``) the decision was made in; None before 0007
 
 
 @dataclass

@@ -375,7 +375,19 @@ audit_events = Table(
     Column("source", String(200)),
     Column("prev_hash", String(64)),
     Column("hash", String(64), nullable=False),
-    Column("domain", String(64)),  # the RBAC domain of the decision (0013; NULL on older rows)
+    Column("domain", String(64)),  # the RBAC domain of the decision (0007; NULL on older rows)
+)
+
+# the end of the audit chain, kept beside it: how many events it holds and the last one's hash,
+# with an HMAC under the blind-index key (never in the database), so that deleting the newest events
+# (which leaves a shorter chain that holds) is found by ``huizhen audit verify``. One row, id 1.
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("events", BigInteger, nullable=False),
+    Column("head", String(64)),
+    Column("mac", String(64)),  # NULL: written by migration 0013, signed by the next append
 )
 
 # the Casbin policy: p lines (role, domain, object, action) and g lines (user, role, domain, "")

@@ -80,6 +80,7 @@ class Verification:
     broken_at: int | None = None  # 1-based position in the chain
     event_id: str | None = None
     reason: str | None = None
+    unsigned: bool = False  # the anchor as migration 0013 wrote it: no event appended since
 
     @property
     def ok(self) -> bool:
@@ -87,18 +88,33 @@ class Verification:
 
 
 async def verify(store: Store) -> Verification:
-    """Walk the chain in order; the first event whose hash or link does not hold is named."""
+    """Walk the chain in order; the first event whose hash or link does not hold is named. Its end
+    is checked against the anchor (event count and last hash, under an HMAC): a deletion of the
+    newest events leaves a chain that holds but is shorter than the anchor says. The anchor is read
+    first, so events appended while the walk runs are chained, not taken for tampering."""
     prev: str | None = None
     n = 0
     async with store.read() as repo:
+        anchor = await repo.audit.anchor()
+        if anchor is None:
+            return Verification(0, 1, None, "the chain's anchor is missing: its end cannot be checked")
+        if anchor.mac is not None and not anchor.holds(store.keyring.index_key):
+            return Verification(0, 1, None, "the chain's anchor does not match its HMAC: it was rewritten")
         async for e in repo.audit.all():
             n += 1
             if e.prev_hash != prev:
                 return Verification(n, n, e.id, "prev_hash does not match the previous event's hash")
             if chain_hash(prev, e) != e.hash:
                 return Verification(n, n, e.id, "the event's content does not match its hash")
+            if n == anchor.events and e.hash != anchor.head:
+                return Verification(n, n, e.id, "the event is not the one the chain's anchor records at its end")
             prev = e.hash
-    return Verification(n)
+    if n < anchor.events:
+        return Verification(
+            n, n + 1, None,
+            f"the chain ends after {n} event(s) but its anchor records {anchor.events}: the newest were deleted",
+        )
+    return Verification(n, unsigned=anchor.mac is None)
 
 
 def fhir_shaped(e: AuditEvent) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from huizhen.integration.errors import Conflict, InvalidTransition, NotFound
 from huizhen.integration.events import InProcessBus
 from huizhen.integration.model import (
     Actor,
+    AuditEvent,
     Coding,
     ConsultationStatus,
     Facility,
@@ -413,3 +414,75 @@ async def test_reads_end_and_a_write_in_a_read_transaction_is_still_committed(st
     async with store.read() as repo:
         codes = (await repo.conn.execute(text("SELECT count(*) FROM facilities"))).scalar()
     assert codes == 2
+
+
+async def _chain_of_three(store: Store) -> list[str]:
+    from huizhen.rbac.audit import AuditLog
+
+    for n in range(3):
+        event = AuditEvent(at=datetime.now(UTC), actor=f"user-{n}", roles=["auditor"], action="read",
+                           entity_type="Patient", entity_id=f"p-{n}", outcome="success")
+        await AuditLog(store).write([event])
+    async with store.read() as repo:
+        return [e.id async for e in repo.audit.all()]
+
+
+async def test_audit_verify_finds_the_newest_events_deleted_and_an_anchor_rewritten(store: Store) -> None:
+    """Deleting the newest events leaves a chain that holds; its anchor (count, last hash, HMAC under
+    the blind-index key, which the database never holds) does not match it."""
+    from huizhen.rbac.audit import verify
+
+    ids = await _chain_of_three(store)
+    intact = await verify(store)
+    assert (intact.ok, intact.checked, intact.unsigned) == (True, 3, False)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM audit_events WHERE id = :id"), {"id": ids[2]})
+    cut = await verify(store)
+    assert (cut.ok, cut.checked, cut.broken_at) == (False, 2, 3) and "newest were deleted" in (cut.reason or "")
+    async with store.engine.begin() as conn:  # the anchor moved back by someone without the key
+        head = (await conn.execute(text("SELECT hash FROM audit_events WHERE id = :id"), {"id": ids[1]})).scalar()
+        await conn.execute(text("UPDATE audit_anchor SET events = 2, head = :head"), {"head": head})
+    forged = await verify(store)
+    assert (forged.ok, forged.broken_at) == (False, 1) and "HMAC" in (forged.reason or "")
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM audit_anchor"))
+    missing = await verify(store)
+    assert not missing.ok and "anchor is missing" in (missing.reason or "")
+
+
+async def test_upgrade_anchors_an_existing_chain_unsigned_and_the_next_event_signs_it(
+    db_url: str, keyring: Any
+) -> None:
+    from alembic import command
+
+    from huizhen.integration import migrate
+    from huizhen.integration.repo.audit import chain_hash
+    from huizhen.rbac.audit import AuditLog, verify
+
+    await asyncio.to_thread(command.downgrade, migrate.alembic_config(db_url), "0012")
+    store = Store(db_url, keyring)
+    try:
+        prev, rows = None, []
+        for n in range(2):  # a chain written before 0013
+            e = AuditEvent(actor="dr-1", roles=["expert"], action="read", entity_type="Patient",
+                           entity_id=f"p-{n}", outcome="success", at=datetime(2026, 12, 1, 8, n, tzinfo=UTC))
+            e.prev_hash, e.hash = prev, chain_hash(prev, e)
+            prev = e.hash
+            rows.append({"id": e.id, "at": e.at, "actor": e.actor, "roles": e.roles, "action": e.action,
+                         "entity_type": e.entity_type, "entity_id": e.entity_id, "outcome": e.outcome,
+                         "detail": None, "source": None, "prev_hash": e.prev_hash, "hash": e.hash})
+        async with store.engine.begin() as conn:
+            await conn.execute(tables.audit_events.insert(), rows)
+    finally:
+        await store.close()
+    await asyncio.to_thread(migrate.upgrade, db_url)
+    store = Store(db_url, keyring)
+    try:
+        before = await verify(store)
+        assert (before.ok, before.checked, before.unsigned) == (True, 2, True)
+        await AuditLog(store).write([AuditEvent(at=datetime.now(UTC), actor="dr-1", roles=["expert"], action="read",
+                                                entity_type="Patient", entity_id="p-2", outcome="success")])
+        after = await verify(store)
+        assert (after.ok, after.checked, after.unsigned) == (True, 3, False)
+    finally:
+        await store.close()

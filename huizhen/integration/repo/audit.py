@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring as _encode_str  # json.dumps' own (C) string encoder
 from typing import Any
 
-from sqlalchemy import Select, false, func, select
+from sqlalchemy import Select, bindparam, false, func, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import BadInput
@@ -19,6 +21,8 @@ from huizhen.integration.model import AuditEvent
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, page_size
 from huizhen.integration.repo.base import RepoBase
 from huizhen.integration.repo.prepared import Prepared
+
+log = logging.getLogger(__name__)
 
 
 def chain_hash(prev_hash: str | None, e: AuditEvent) -> str:
@@ -34,7 +38,7 @@ def chain_hash(prev_hash: str | None, e: AuditEvent) -> str:
             "action": e.action, "entity_type": e.entity_type, "entity_id": e.entity_id,
             "outcome": e.outcome, "detail": e.detail, "source": e.source,
         }
-        if e.domain is not None:  # added in 0013: events without a domain keep the hash they were written with
+        if e.domain is not None:  # added in 0007: events without a domain keep the hash they were written with
             doc["domain"] = e.domain
         text = json.dumps(doc, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -99,6 +103,35 @@ def _canonical(prev_hash: str | None, e: AuditEvent) -> str | None:
 # some 150 read events, and SQLAlchemy's execution of the executemany was most of the audit's cost
 _INSERT = Prepared(t.audit_events.insert())
 _LAST_HASH = Prepared(select(t.audit_events.c.hash).order_by(t.audit_events.c.seq.desc()).limit(1))
+_COUNT = Prepared(select(func.count().label("n")).select_from(t.audit_events))
+_ANCHOR = Prepared(
+    select(t.audit_anchor.c.events, t.audit_anchor.c.head, t.audit_anchor.c.mac).where(t.audit_anchor.c.id == 1)
+)
+_SET_ANCHOR = Prepared(
+    t.audit_anchor.update().where(t.audit_anchor.c.id == 1)
+    .values(events=bindparam("events"), head=bindparam("head"), mac=bindparam("mac"))
+)
+_NEW_ANCHOR = Prepared(t.audit_anchor.insert())
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """The end of the chain as last written: its event count, last hash and their HMAC."""
+
+    events: int
+    head: str | None
+    mac: str | None
+
+    def holds(self, index_key: bytes) -> bool:
+        return self.mac is not None and hmac.compare_digest(self.mac, anchor_mac(index_key, self.events, self.head))
+
+
+def anchor_mac(index_key: bytes, events: int, head: str | None) -> str:
+    """HMAC-SHA256 of the chain's end under a key derived from the blind-index key (which lives
+    with the data keys, never in the database): rewriting the anchor after deleting the newest
+    events needs that key."""
+    key = hmac.digest(index_key, b"huizhen audit anchor", hashlib.sha256)
+    return hmac.digest(key, f"{events}:{head or ''}".encode(), hashlib.sha256).hex()
 
 
 class AuditTrail(RepoBase):
@@ -112,11 +145,19 @@ class AuditTrail(RepoBase):
             return
         # the counter's row lock serialises appenders on PostgreSQL, so the chain never forks
         await self.next_sequence("audit")
-        last = await self.run(_LAST_HASH, {})
-        prev = last[0]["hash"] if last else None
+        anchor = await self.anchor()
+        if anchor is not None:
+            prev, count = anchor.head, anchor.events
+        else:  # migration 0013 writes the row: someone deleted it. Loud, and the chain goes on
+            log.error("the audit anchor is missing: re-anchored at the chain's present end")
+            last = await self.run(_LAST_HASH, {})
+            prev = last[0]["hash"] if last else None
+            count = (await self.run(_COUNT, {}))[0]["n"]
         for e in events:
             e.prev_hash = prev
             e.hash = prev = chain_hash(prev, e)
+        count += len(events)
+        end = dict(events=count, head=prev, mac=anchor_mac(self.keyring.index_key, count, prev))
         await self.run_many(
             _INSERT,
             [
@@ -128,6 +169,15 @@ class AuditTrail(RepoBase):
                 for e in events
             ],
         )
+        if anchor is not None:
+            await self.run_count(_SET_ANCHOR, end)
+        else:
+            await self.run_count(_NEW_ANCHOR, dict(id=1, **end))
+
+    async def anchor(self) -> Anchor | None:
+        """The end of the chain as the last append wrote it; None before the first (no row)."""
+        rows = await self.run(_ANCHOR, {})
+        return Anchor(rows[0]["events"], rows[0]["head"], rows[0]["mac"]) if rows else None
 
     async def search(
         self, *, entity_id: str | None = None, actor: str | None = None, first: int | None = None,
