@@ -26,15 +26,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
-from pydicom.dataset import Dataset
-
 from huizhen.adapters.dicom_bridge import BridgeTimeout, LoopBridge
 from huizhen.adapters.dicom_peers import Peer
 from huizhen.adapters.dicom_status import Status, describe
 from huizhen.adapters.objects import InvalidObjectKey, ObjectStore, ObjectWriteError, StoredObject
 from huizhen.integration.errors import BadInput, HuizhenError
 from huizhen.integration.imaging import ImagingIndexer, ReceivedInstance
-from huizhen.mappings.dicom import instance_from_dataset, patient_from_dataset, study_from_dataset
+from huizhen.mappings.dicom import Header, instance_from_dataset, patient_from_dataset, study_from_dataset
 from huizhen.mappings.dicom_read import read_indexed
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,7 @@ class StorageService:
             return self._refuse(peer, uid, Status.OUT_OF_RESOURCES, f"index: {type(exc).__name__}", at)
         return Status.SUCCESS
 
-    def _received(self, ds: Dataset, stored: StoredObject, peer: Peer, at: datetime) -> ReceivedInstance:
+    def _received(self, ds: Header, stored: StoredObject, peer: Peer, at: datetime) -> ReceivedInstance:
         instance = instance_from_dataset(
             ds, object_key=stored.key, size=stored.size, sha256=stored.sha256, conflict=stored.conflict
         )

@@ -35,6 +35,7 @@ from huizhen.integration.model import (
     ImagingStudy,
     Patient,
 )
+from huizhen.mappings.dicom_header import PlainHeader
 from huizhen.mappings.dicom_values import (
     clean_text,
     has_cjk,
@@ -43,6 +44,8 @@ from huizhen.mappings.dicom_values import (
     parse_time,
 )
 
+# what the functions here read: a pydicom Dataset, or the plain values of a received header
+Header = Dataset | PlainHeader
 _GENDERS = {"M": Gender.MALE, "F": Gender.FEMALE, "O": Gender.OTHER}
 # every top-level attribute the ``*_from_dataset`` functions read: a C-STORE decodes these alone
 HEADER_KEYWORDS = (
@@ -69,7 +72,7 @@ def human_name(value: PersonName | str | None) -> HumanName:
     return HumanName.of(family or None, tuple(p for p in (given, middle) if p))
 
 
-def patient_name(ds: Dataset, *, fallback_charset: str | None = None) -> HumanName:
+def patient_name(ds: Header, *, fallback_charset: str | None = None) -> HumanName:
     """PatientName; ``fallback_charset`` (e.g. GB18030) decodes senders that omit the charset."""
     if "PatientName" not in ds:
         return HumanName()
@@ -81,14 +84,14 @@ def patient_name(ds: Dataset, *, fallback_charset: str | None = None) -> HumanNa
     return human_name(value)
 
 
-def gender(ds: Dataset) -> Gender | None:
+def gender(ds: Header) -> Gender | None:
     sex = _text(ds, "PatientSex")
     if not sex:
         return None
     return _GENDERS.get(sex.upper(), Gender.UNKNOWN)
 
 
-def patient_identifiers(ds: Dataset, *, default_issuer: str) -> list[Identifier]:
+def patient_identifiers(ds: Header, *, default_issuer: str) -> list[Identifier]:
     """PatientID under its issuer, then Other Patient IDs Sequence entries."""
     found: list[Identifier] = []
     items = [ds, *ds.get("OtherPatientIDsSequence", [])]
@@ -100,7 +103,7 @@ def patient_identifiers(ds: Dataset, *, default_issuer: str) -> list[Identifier]
     return found
 
 
-def _issuer(item: Dataset) -> str | None:
+def _issuer(item: Header) -> str | None:
     issuer = _text(item, "IssuerOfPatientID")
     if issuer:
         return issuer
@@ -111,7 +114,7 @@ def _issuer(item: Dataset) -> str | None:
     return None
 
 
-def patient_from_dataset(ds: Dataset, *, default_issuer: str, fallback_charset: str | None = None) -> Patient:
+def patient_from_dataset(ds: Header, *, default_issuer: str, fallback_charset: str | None = None) -> Patient:
     """A patient from the header; ``default_issuer`` names PatientIDs without IssuerOfPatientID."""
     return Patient(
         name=patient_name(ds, fallback_charset=fallback_charset),
@@ -122,7 +125,7 @@ def patient_from_dataset(ds: Dataset, *, default_issuer: str, fallback_charset: 
 
 
 def instance_from_dataset(
-    ds: Dataset,
+    ds: Header,
     *,
     object_key: str | None = None,
     size: int | None = None,
@@ -140,7 +143,7 @@ def instance_from_dataset(
     )
 
 
-def series_from_dataset(ds: Dataset, *, fallback_charset: str | None = None) -> ImagingSeries:
+def series_from_dataset(ds: Header, *, fallback_charset: str | None = None) -> ImagingSeries:
     return ImagingSeries(
         series_instance_uid=_text(ds, "SeriesInstanceUID") or "",
         modality=_text(ds, "Modality"),
@@ -151,7 +154,7 @@ def series_from_dataset(ds: Dataset, *, fallback_charset: str | None = None) -> 
 
 
 def study_from_dataset(
-    ds: Dataset,
+    ds: Header,
     *,
     patient_id: str,
     default_tz: tzinfo,
@@ -208,7 +211,7 @@ def merge_study(existing: ImagingStudy, incoming: ImagingStudy) -> ImagingStudy:
     return merged
 
 
-def study_datetime(ds: Dataset, default_tz: tzinfo) -> datetime | None:
+def study_datetime(ds: Header, default_tz: tzinfo) -> datetime | None:
     """StudyDate + StudyTime as an aware datetime; midnight when the time is missing."""
     day = parse_date(_text(ds, "StudyDate"))
     if day is None:
@@ -218,7 +221,7 @@ def study_datetime(ds: Dataset, default_tz: tzinfo) -> datetime | None:
     return datetime.combine(day, clock, tzinfo=zone)
 
 
-def _text(ds: Dataset, keyword: str, fallback_charset: str | None = None) -> str | None:
+def _text(ds: Header, keyword: str, fallback_charset: str | None = None) -> str | None:
     """A single-valued string attribute, stripped; None when absent or empty."""
     value = ds.get(keyword)
     if value is None or value == "":
@@ -231,13 +234,13 @@ def _text(ds: Dataset, keyword: str, fallback_charset: str | None = None) -> str
     return clean_text(value).strip() or None
 
 
-def _person(ds: Dataset, keyword: str, fallback_charset: str | None = None) -> str | None:
+def _person(ds: Header, keyword: str, fallback_charset: str | None = None) -> str | None:
     """A PN value as sent (every group), None when it names nobody (``^^^^``)."""
     value = _text(ds, keyword, fallback_charset)
     return value if value and value.strip("^= ") else None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Header, keyword: str) -> int | None:
     text = _text(ds, keyword)
     try:
         return int(float(text)) if text else None

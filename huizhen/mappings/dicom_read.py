@@ -16,9 +16,10 @@ encapsulated pixel data sequence also makes pydicom warn "End of file reached
 before delimiter".)
 
 :func:`read_indexed` is the C-STORE's cheaper path to the same checks: the
-structure is checked by a byte scan (:mod:`dicom_part10`) and pydicom decodes
-only the elements the index maps (``HEADER_KEYWORDS``) and those the checks
-need; bytes the scan does not handle go through :func:`read_instance`.
+structure is checked by a byte scan (:mod:`dicom_part10`) and only the elements
+the index maps (``HEADER_KEYWORDS``) and those the checks need are decoded, as
+plain values (:mod:`dicom_header`) or, for what that does not follow, by
+pydicom; bytes the scan does not handle go through :func:`read_instance`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, VR
 
 from huizhen.integration.errors import BadInput
 from huizhen.mappings.dicom import HEADER_KEYWORDS
+from huizhen.mappings.dicom_header import PlainHeader, plain_header
 from huizhen.mappings.dicom_part10 import PIXEL_DATA, Scan, Unscannable, scan
 
 REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -65,14 +67,15 @@ def read_header(data: bytes) -> Dataset:
     return _parse(io.BytesIO(data), stop_before_pixels=True)
 
 
-def read_indexed(data: bytes) -> Dataset:
-    """Check a received instance as :func:`read_instance` does; the dataset returned holds
-    the File Meta Information, ``HEADER_KEYWORDS`` and the pixel description only."""
+def read_indexed(data: bytes) -> Dataset | PlainHeader:
+    """Check a received instance as :func:`read_instance` does; the header returned holds
+    the File Meta Information, ``HEADER_KEYWORDS`` and the pixel description only: as plain
+    values where :mod:`dicom_header` can give them, else as a pydicom Dataset."""
     try:
         found = scan(data, _INDEXED_TAGS)
     except Unscannable:
         return read_instance(data)
-    ds = _header_dataset(data, found)
+    ds = plain_header(data, found) or _header_dataset(data, found)
     _check(ds, _Pixels(
         present=found.pixel_tag is not None, pixel_data=found.pixel_tag == PIXEL_DATA, length=found.pixel_length,
         fragments_complete=found.fragments >= 2,
@@ -129,7 +132,7 @@ def validate_instance(ds: Dataset) -> None:
     ))
 
 
-def _check(ds: Dataset, pixels: _Pixels) -> None:
+def _check(ds: Dataset | PlainHeader, pixels: _Pixels) -> None:
     missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
     if missing:
         raise BadInput(f"missing {', '.join(missing)}")
@@ -169,7 +172,7 @@ def _is_image_class(sop_class_uid: str) -> bool:
     return "Image Storage" in UID(sop_class_uid).name
 
 
-def _native_pixel_length(ds: Dataset) -> int | None:
+def _native_pixel_length(ds: Dataset | PlainHeader) -> int | None:
     try:
         frames = int(ds.get("NumberOfFrames") or 1)
         pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * frames
