@@ -30,6 +30,7 @@ import re
 import struct
 from typing import Any
 
+from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
@@ -72,7 +73,7 @@ def plain_header(data: bytes, found: Scan) -> PlainHeader | None:
                 raise NotPlain(f"VR {vr} of {tag:08X}")
     except NotPlain:
         return None
-    header.file_meta = {"TransferSyntaxUID": UID(found.transfer_syntax_uid)}
+    header.file_meta = {"TransferSyntaxUID": UID(found.transfer_syntax_uid, validation_mode=config.IGNORE)}
     return header
 
 
@@ -117,14 +118,14 @@ class PlainHeader:
             if _PLAIN_TEXT.fullmatch(raw):
                 return raw.decode("ascii").rstrip("\0 ")
         elif vr == "UI":
-            if _PLAIN_UID.fullmatch(raw):
-                return UID(raw.decode("ascii").rstrip("\0"))
+            if _PLAIN_UID.fullmatch(raw):  # digits and dots, at most 64: nothing for pydicom's check to say
+                return UID(raw.decode("ascii").rstrip("\0"), validation_mode=config.IGNORE)
         elif vr == "US":
             if len(raw) == 2:
                 return _U16.unpack(raw)[0]
         elif vr == "IS":
-            if _PLAIN_IS.fullmatch(raw):
-                return IS(raw.decode("ascii").rstrip(" \0"))  # as pydicom's conversion makes it
+            if len(raw) <= 12 and _PLAIN_IS.fullmatch(raw):  # a valid IS: nothing for pydicom's check to say
+                return IS(raw.decode("ascii").rstrip(" \0"), validation_mode=config.IGNORE)
         return self._pydicom(tag, vr, start, raw)
 
     def _pydicom(self, tag: int, vr: str, start: int, raw: bytes) -> Any:
