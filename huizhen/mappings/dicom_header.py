@@ -19,9 +19,10 @@ are those a Dataset gives, as far as the mapping can tell (it strips and maps
 text, and takes the first of several values). Sequences are split into items
 (the Other Patient IDs and issuer qualifiers the mapping reads) with the same
 element rules. When the header holds what this does not follow (an item's own
-character set, a sequence sent as UN, a nested value of undefined length that
-is not a sequence, an ambiguous VR), :func:`plain_header` returns ``None`` and
-the caller builds the pydicom Dataset as before.
+character set, a sequence sent as UN, a sequence where the dictionary has a
+value, a nested value of undefined length that is not a sequence, an ambiguous
+VR), :func:`plain_header` returns ``None`` and the caller builds the pydicom
+Dataset as before.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def plain_header(data: bytes, found: Scan) -> PlainHeader | None:
         header = PlainHeader(data, elements, found.implicit_vr, None)
         for tag, (vr, start, end) in elements.items():
             if vr == "SQ":
+                _a_sequence(tag)
                 header.values[tag] = _items(header, start, end, depth=1)[0]
             elif vr == "UN" or vr in AMBIGUOUS_VR:
                 raise NotPlain(f"VR {vr} of {tag:08X}")
@@ -93,7 +95,7 @@ class PlainHeader:
 
     def get(self, keyword: str, default: Any = None) -> Any:
         tag = _tag(keyword)
-        if tag not in self.elements:
+        if tag is None or tag not in self.elements:
             return default
         value = self.values.get(tag, _MISSING)
         if value is _MISSING:
@@ -101,7 +103,8 @@ class PlainHeader:
         return value
 
     def __contains__(self, keyword: str) -> bool:
-        return _tag(keyword) in self.elements
+        tag = _tag(keyword)
+        return tag is not None and tag in self.elements
 
     def __getattr__(self, keyword: str) -> Any:
         if keyword.startswith("_") or keyword in ("data", "elements", "implicit", "parent", "values", "file_meta"):
@@ -147,17 +150,29 @@ class PlainHeader:
         return self._encoding
 
 
-def _tag(keyword: str) -> int:
+def _tag(keyword: str) -> int | None:
+    """The tag of a keyword; ``None`` for a name that is none (a Dataset's ``get`` gives the default)."""
     tag = _TAGS.get(keyword)
     if tag is None:
         found = tag_for_keyword(keyword)
         if found is None:
-            raise AttributeError(f"{keyword!r} is not a DICOM keyword")
+            return None
         tag = _TAGS[keyword] = int(found)
     return tag
 
 
 _TAGS: dict[str, int] = {}
+
+
+def _a_sequence(tag: int) -> None:
+    """Refuse a sequence under a tag the dictionary knows as something else (a Dataset would keep
+    the items as a Sequence where the mapping expects a value)."""
+    try:
+        known = str(dictionary_VR(tag))
+    except KeyError:
+        return
+    if known != "SQ":
+        raise NotPlain(f"a sequence as {tag:08X} ({known})")
 
 
 def _implicit_vr(tag: int) -> str:
@@ -219,6 +234,7 @@ def _elements(item: PlainHeader, pos: int, end: int, depth: int, *, delimited: b
         if vr == "UN" or vr in AMBIGUOUS_VR:
             raise NotPlain(f"VR {vr} in an item")
         if vr == "SQ":
+            _a_sequence(tag)
             limit = end if length == _UNDEFINED else value + length
             if limit > end:
                 raise NotPlain("a sequence beyond its item")

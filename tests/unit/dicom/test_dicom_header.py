@@ -118,6 +118,19 @@ def test_values_are_those_a_dataset_gives() -> None:
     with pytest.raises(AttributeError):
         _ = plain.StudyDate
     assert plain.file_meta.get("TransferSyntaxUID") == EXPLICIT
+    assert plain.get("NotAKeyword", "default") == full.get("NotAKeyword", "default") == "default"
+    assert "NotAKeyword" not in plain  # (a Dataset raises ValueError here; the mapping never asks)
+
+
+def test_a_sequence_where_the_dictionary_has_a_value_is_left_to_pydicom() -> None:
+    data = part10(image(PatientID="P10"), syntax=EXPLICIT)
+    item = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"  # one empty item
+    sq = b"\x10\x00\x21\x00SQ\x00\x00" + len(item).to_bytes(4, "little") + item  # IssuerOfPatientID (LO) as SQ
+    at = data.index(b"\x10\x00\x20\x00LO")  # insert before PatientID's successor: after PatientID
+    end = at + 8 + int.from_bytes(data[at + 6 : at + 8], "little")
+    data = data[:end] + sq + data[end:]
+    assert header(data) is None
+    assert outcome(read_indexed, data) == outcome(read_instance, data)
 
 
 def test_an_item_with_its_own_character_set_is_left_to_pydicom() -> None:
