@@ -178,6 +178,31 @@ async def test_latest_observations_are_the_newest_of_each_patient_undated_last(s
     assert latest[p.id][0].value_quantity == Decimal(9) and none[p.id] == []
 
 
+
+async def test_latest_observations_agree_with_all_of_them_ties_and_undated_included(store: Store) -> None:
+    """The latest N of each patient (SQLite: a LIMIT per patient; PostgreSQL: a window) are the first
+    N of the full list, ties on the time broken by id, undated last; a patient named twice counts once."""
+    p, _ = await seed(store)
+    async with store.write() as repo:
+        q = await repo.patients.save(Patient(name=HumanName(family="王", given=["芳"]), gender=Gender.FEMALE))
+    glucose = Coding("2345-7", "http://loinc.org", "Glucose")
+    noon = datetime(2026, 11, 5, 12, tzinfo=UTC)
+    times = {"b": noon, "a": noon, "c": None, "e": datetime(2026, 11, 6, tzinfo=UTC), "d": None, "f": noon}
+    async with store.write() as repo:
+        await repo.clinical.add_observations([
+            Observation(id=f"{tag}-{k}", patient_id=who.id, code=glucose, value_type="NM",
+                        value_quantity=Decimal(1), effective_at=at)
+            for tag, who in (("p", p), ("q", q)) for k, at in times.items()
+        ])
+    async with store.read() as repo:
+        every = await repo.clinical.observations_for_patients([p.id, q.id])
+        assert [o.id for o in every[p.id]] == ["p-e", "p-a", "p-b", "p-f", "p-c", "p-d"]
+        for n in range(8):
+            latest = await repo.clinical.observations_for_patients([q.id, p.id, q.id, "nobody"], latest=n)
+            assert {k: [o.id for o in v] for k, v in latest.items()} == {
+                p.id: [o.id for o in every[p.id][:n]], q.id: [o.id for o in every[q.id][:n]], "nobody": []
+            }
+
 async def test_consultation_workflow_persists_timeline(store: Store) -> None:
     p, e = await seed(store)
     svc = ConsultationService(store, InProcessBus(), TZ)

@@ -14,7 +14,7 @@ from huizhen.integration import tables as t
 from huizhen.integration.crypto import KeyRing
 from huizhen.integration.model import Coding, HumanName, Identifier
 from huizhen.integration.repo import prepared
-from huizhen.integration.repo.prepared import Prepared, Row
+from huizhen.integration.repo.prepared import ByIds, Prepared, Row
 
 
 def _next_value(insert: Any) -> Prepared:
@@ -39,6 +39,18 @@ class RepoBase:
     async def run(self, statement: Prepared, params: Mapping[str, Any]) -> list[Row]:
         """A hot-path statement, straight on the driver (see :mod:`.prepared`); SELECT rows as dicts."""
         return await prepared.run(self.conn, statement, params)
+
+    async def run_values(self, statement: Prepared, params: Mapping[str, Any]) -> list[list[Any]]:
+        """:meth:`run` with each row a list of its values, for rows unpacked by position."""
+        return await prepared.run_values(self.conn, statement, params)
+
+    async def run_ids(self, statement: ByIds, ids: Sequence[str], **params: Any) -> list[Row]:
+        """A :class:`ByIds` statement for these ids; its rows as dicts."""
+        return await self.run(statement.prepared(self.dialect), statement.params(self.dialect, ids, **params))
+
+    async def run_ids_values(self, statement: ByIds, ids: Sequence[str], **params: Any) -> list[list[Any]]:
+        """:meth:`run_ids` with each row a list of its values, for rows unpacked by position."""
+        return await self.run_values(statement.prepared(self.dialect), statement.params(self.dialect, ids, **params))
 
     async def run_count(self, statement: Prepared, params: Mapping[str, Any]) -> int:
         """A hot-path INSERT, UPDATE or DELETE; how many rows it changed."""

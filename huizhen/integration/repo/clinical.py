@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, func, literal_column, select
+from sqlalchemy import bindparam, distinct, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
@@ -30,7 +31,7 @@ from huizhen.integration.repo.base import (
     identifiers_to_json,
     like_escape,
 )
-from huizhen.integration.repo.prepared import Prepared
+from huizhen.integration.repo.prepared import ByIds, Prepared
 
 # Statements of the ingest hot path, built once (see repo/patients.py)
 _e = t.encounters
@@ -93,6 +94,18 @@ _SERIES_COLUMNS = tuple(t.imaging_series.c[name] for name in (
     "series_instance_uid", "study_id", "modality", "number", "description", "body_site",
 ))
 
+# a page's studies, their series and the series' instances counted: on the driver (repo/prepared.py)
+_STUDIES_BY_IDS = ByIds(lambda ids_in: select(*STUDY_COLUMNS).where(ids_in(t.imaging_studies.c.id)))
+_SERIES_OF = ByIds(
+    lambda ids_in: select(*_SERIES_COLUMNS).where(ids_in(t.imaging_series.c.study_id))
+    .order_by(t.imaging_series.c.number)
+)
+_i = t.imaging_instances.c
+_INSTANCES_COUNTED = ByIds(
+    lambda ids_in: select(_i.series_instance_uid, func.count(distinct(_i.sop_instance_uid)))
+    .where(ids_in(_i.series_instance_uid)).group_by(_i.series_instance_uid)
+)
+
 
 def _observations_of_patients(latest: bool, *, narrow: bool = False) -> Any:
     """Newest first per patient (undated last); with ``latest`` the first N of each.
@@ -129,6 +142,21 @@ _LATEST_OBSERVATIONS = {
     "sqlite": _observations_of_patients(latest=True, narrow=True),
     "postgresql": _observations_of_patients(latest=True),
 }
+
+# SQLite, the latest N of each patient: the patients as one JSON array (``json_each``) and each
+# one's N rows by a LIMIT in a subquery run once per patient, on the index on (patient_id,
+# effective_at); the rows come back in the order the window above ranks them. Against the window:
+# no ranking of every row of the 50 patients (a patient with years of results costs N look-ups, not
+# a sort of all of them), and one statement of fixed text, so it runs on the driver (repo/prepared.py)
+# rather than through SQLAlchemy's expanding IN (0.9-1.5 ms against 1.3-3.1 ms for a page's 50
+# patients with 5 each, same rows in the same order).
+_LATEST_OBSERVATIONS_SQLITE = Prepared(text(
+    "SELECT " + ", ".join(f"observations.{c.name}" for c in OBSERVATION_COLUMNS)
+    + " FROM json_each(:patient_ids) AS p JOIN observations ON observations.rowid IN ("
+    " SELECT o.rowid FROM observations AS o WHERE o.patient_id = p.value"
+    " ORDER BY o.effective_at IS NULL, o.effective_at DESC, o.id LIMIT :latest)"
+    " ORDER BY p.key, observations.effective_at IS NULL, observations.effective_at DESC, observations.id"
+).columns(*OBSERVATION_COLUMNS))
 
 
 def _upsert_encounter(insert: Any) -> Prepared:
@@ -221,13 +249,18 @@ class Clinical(RepoBase):
     ) -> dict[str, list[Observation]]:
         """Newest first per patient (undated last); ``latest`` keeps the first N of each, in SQL,
         so a patient with years of lab results costs N rows, not all of them."""
-        q, params = (
-            (_ALL_OBSERVATIONS, {}) if latest is None
-            else (_LATEST_OBSERVATIONS.get(self.dialect, _LATEST_OBSERVATIONS["postgresql"]), {"latest": latest})
-        )
-        rows = await self.conn.execute(q, {"patient_ids": list(patient_ids), **params})
         out: dict[str, list[Observation]] = {pid: [] for pid in patient_ids}
-        for o in map(self._observation, rows.all()):
+        if latest is not None and self.dialect == "sqlite":
+            found: Sequence[Any] = await self.run_values(
+                _LATEST_OBSERVATIONS_SQLITE, {"patient_ids": json.dumps(list(out)), "latest": max(latest, 0)}
+            )
+        else:
+            q, params = (
+                (_ALL_OBSERVATIONS, {}) if latest is None
+                else (_LATEST_OBSERVATIONS.get(self.dialect, _LATEST_OBSERVATIONS["postgresql"]), {"latest": latest})
+            )
+            found = (await self.conn.execute(q, {"patient_ids": list(patient_ids), **params})).all()
+        for o in map(self._observation, found):
             out[o.patient_id].append(o)
         return out
 
@@ -254,8 +287,7 @@ class Clinical(RepoBase):
 
     async def studies_by_ids(self, ids: Sequence[str], *, instances: bool = True) -> list[ImagingStudy]:
         """``instances=False``: see :meth:`studies_for_patients`."""
-        rows = (await self.conn.execute(select(*STUDY_COLUMNS).where(t.imaging_studies.c.id.in_(list(ids))))).all()
-        return await self._studies(rows, instances)
+        return await self._studies(await self.run_ids_values(_STUDIES_BY_IDS, ids), instances)
 
     async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
         rows = await self.conn.execute(
@@ -278,20 +310,14 @@ class Clinical(RepoBase):
         series: dict[str, list[ImagingSeries]] = {i: [] for i in ids}
         by_uid: dict[str, ImagingSeries] = {}
         if ids:
-            for uid, owner, modality, number, description, body_site in await self.conn.execute(
-                select(*_SERIES_COLUMNS).where(t.imaging_series.c.study_id.in_(ids)).order_by(t.imaging_series.c.number)
-            ):
+            for uid, owner, modality, number, description, body_site in await self.run_ids_values(_SERIES_OF, ids):
                 se = ImagingSeries(uid, modality, number, description, body_site)
                 series[owner].append(se)
                 by_uid[uid] = se
         if by_uid and not instances:
             for se in by_uid.values():
                 se.counted = 0  # a series whose instances are all gone has no row in the count
-            ic = t.imaging_instances.c
-            for uid, n in await self.conn.execute(
-                select(ic.series_instance_uid, func.count(distinct(ic.sop_instance_uid)))
-                .where(ic.series_instance_uid.in_(list(by_uid))).group_by(ic.series_instance_uid)
-            ):
+            for uid, n in await self.run_ids_values(_INSTANCES_COUNTED, list(by_uid)):
                 by_uid[uid].counted = n
         elif by_uid:
             for i in await self.conn.execute(

@@ -17,8 +17,12 @@ from huizhen.integration.repo.base import (
     name_from_json,
     name_to_json,
 )
+from huizhen.integration.repo.prepared import ByIds
 
 log = logging.getLogger(__name__)
+
+# a page's requesters and experts, on the driver (repo/prepared.py)
+_PRACTITIONERS_BY_IDS = ByIds(lambda ids_in: select(t.practitioners).where(ids_in(t.practitioners.c.id)))
 
 
 class Directory(RepoBase):
@@ -90,8 +94,7 @@ class Directory(RepoBase):
         return found[0] if found else None
 
     async def practitioners_by_ids(self, ids: Sequence[str]) -> list[Practitioner]:
-        rows = await self.conn.execute(select(t.practitioners).where(t.practitioners.c.id.in_(list(ids))))
-        return [_practitioner(r._mapping) for r in rows]
+        return [_practitioner(r) for r in await self.run_ids(_PRACTITIONERS_BY_IDS, ids)]
 
     async def practitioner_by_identifier(self, system: str, value: str) -> Practitioner | None:
         pid = (

@@ -14,7 +14,7 @@ from huizhen.integration.errors import Conflict
 from huizhen.integration.model import Gender, Identifier, Patient
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, name_from_json, name_to_json, now
-from huizhen.integration.repo.prepared import Prepared
+from huizhen.integration.repo.prepared import ByIds, Prepared
 from huizhen.integration.repo.visibility import PatientRows, patient_condition
 
 _MAX_MERGE_HOPS = 16
@@ -56,8 +56,8 @@ def _find(keys: int) -> Prepared:
 
 
 _FIND = {n: _find(n) for n in range(1, 9)}
-_BY_IDS = select(_p).where(_p.c.id.in_(bindparam("ids", expanding=True)))
-_IDENTIFIERS = select(_pi).where(_pi.c.patient_id.in_(bindparam("ids", expanding=True))).order_by(_pi.c.id)
+_BY_IDS = ByIds(lambda ids_in: select(_p).where(ids_in(_p.c.id)))
+_IDENTIFIERS = ByIds(lambda ids_in: select(_pi).where(ids_in(_pi.c.patient_id)).order_by(_pi.c.id))
 _INSERT_IDENTIFIER = Prepared(_pi.insert().inline())  # inline: no RETURNING of the serial id
 _DELETE_IDENTIFIERS = Prepared(_pi.delete().where(_pi.c.patient_id == bindparam("pid")))
 _INSERT_TOKEN = Prepared(t.patient_search_tokens.insert())
@@ -244,9 +244,9 @@ class Patients(RepoBase):
         return found[0] if found else None
 
     async def by_ids(self, ids: Sequence[str]) -> list[Patient]:
-        rows = (await self.conn.execute(_BY_IDS, {"ids": list(ids)})).all()
-        idents = await self._identifiers([r.id for r in rows])
-        return [self._patient(r._mapping, idents.get(r.id, [])) for r in rows]
+        rows = await self.run_ids(_BY_IDS, ids)
+        idents = await self._identifiers([r["id"] for r in rows])
+        return [self._patient(r, idents.get(r["id"], [])) for r in rows]
 
     async def by_identifier(self, system: str, value: str, *, follow_merge: bool = True) -> Patient | None:
         key = self.keyring.blind_index(system, value)
@@ -353,10 +353,10 @@ class Patients(RepoBase):
         out: dict[str, list[Identifier]] = {}
         if not ids:
             return out
-        rows = await self.conn.execute(_IDENTIFIERS, {"ids": ids})
-        for r in rows:
-            out.setdefault(r.patient_id, []).append(
-                Identifier(self.keyring.decrypt(r.system_enc).decode(), self.keyring.decrypt(r.value_enc).decode())
+        decrypt = self.keyring.decrypt
+        for r in await self.run_ids(_IDENTIFIERS, ids):
+            out.setdefault(r["patient_id"], []).append(
+                Identifier(decrypt(r["system_enc"]).decode(), decrypt(r["value_enc"]).decode())
             )
         return out
 

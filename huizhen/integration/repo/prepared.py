@@ -23,12 +23,15 @@ first statement it runs; a first statement run here sends it the same way.)
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Float, Numeric, String, any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,7 +85,7 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
         # a SELECT, or an INSERT/UPDATE … RETURNING: its rows come back the same way
         selected = list(statement.exported_columns)
         columns = tuple(statement.exported_columns.keys())
-        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
+        results = tuple(_result_processor(c.type, dialect) for c in selected)
     return _Compiled(
         sql=compiled.string,
         order=order,
@@ -97,6 +100,44 @@ def _compile(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Compil
     )
 
 
+class ByIds:
+    """A statement over a list of ids (a page's patients, practitioners, studies…) whose ids are
+    one parameter, not one each: SQLite reads them from a JSON array (``IN (SELECT value FROM
+    json_each(:ids))``), PostgreSQL from an array (``= ANY(:ids)``). The statement's text is then
+    the same for any number of ids, so it runs on the driver like any :class:`Prepared` one;
+    an expanding ``IN`` can only run through SQLAlchemy, whose execution and row objects cost
+    more than SQLite's work for 50 rows (measured: 164 against 342 µs for a page's 50 patients).
+
+    ``build`` makes the statement from the condition on a column: ``build(lambda col: …)``.
+    """
+
+    def __init__(self, build: Callable[[Callable[[Any], Any]], Executable], name: str = "ids") -> None:
+        self.name = name
+        json_ids: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
+        self._prepared = {
+            "sqlite": Prepared(build(lambda column: column.in_(json_ids))),
+            "postgresql": Prepared(build(lambda column: column == any_(bindparam(name, type_=ARRAY(String))))),
+        }
+
+    def prepared(self, dialect: str) -> Prepared:
+        return self._prepared.get(dialect, self._prepared["postgresql"])
+
+    def params(self, dialect: str, ids: Sequence[str], **more: Any) -> dict[str, Any]:
+        return {self.name: json.dumps(list(ids)) if dialect == "sqlite" else list(ids), **more}
+
+
+# the PostgreSQL type a numeric column's values come back as: asyncpg's result processors are
+# chosen by it (float8 needs none; numeric becomes a float where the type asks for floats)
+_PG_NUMERIC_OIDS = {True: 701, False: 1700}  # by "is a Float"
+
+
+def _result_processor(column_type: Any, dialect: Dialect) -> Processor:
+    impl = column_type.dialect_impl(dialect)
+    if dialect.name == "postgresql" and isinstance(column_type, Numeric | Float):
+        return impl.result_processor(dialect, _PG_NUMERIC_OIDS[isinstance(column_type, Float)])  # type: ignore[no-any-return]
+    return impl.result_processor(dialect, None)  # type: ignore[no-any-return]
+
+
 async def run(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> list[Row]:
     """Execute with one set of parameters; the rows of a SELECT as dicts (none otherwise)."""
     compiled = prepared.compiled(conn.dialect, tuple(sorted(params)))
@@ -104,6 +145,28 @@ async def run(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, An
     if driver is None:
         result = await conn.execute(prepared.statement, dict(params))
         return [dict(r._mapping) for r in result] if result.returns_rows else []
+    return [_row(compiled, values) for values in await _fetch(driver, compiled, params)]
+
+
+async def run_values(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> list[list[Any]]:
+    """:func:`run` for a SELECT whose rows the caller unpacks by position: each row a list of its
+    columns' values (the 250 rows of a work-list page's observations spare a dict each)."""
+    compiled = prepared.compiled(conn.dialect, tuple(sorted(params)))
+    driver = await _driver(conn) if compiled.direct else None
+    if driver is None:
+        return [list(r) for r in await conn.execute(prepared.statement, dict(params))]
+    processed = [(i, process) for i, process in enumerate(compiled.results) if process is not None]
+    out = []
+    for row in await _fetch(driver, compiled, params):
+        values = list(row)
+        for i, process in processed:
+            values[i] = process(values[i])
+        out.append(values)
+    return out
+
+
+async def _fetch(driver: Any, compiled: _Compiled, params: Mapping[str, Any]) -> Sequence[Any]:
+    """The statement run on the driver; the rows as it returns them (unprocessed)."""
     args = _args(compiled, params)
     try:
         if isinstance(driver, _Sqlite):
@@ -117,7 +180,7 @@ async def run(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, An
             rows = ()
     except _DRIVER_ERRORS as exc:
         raise _translated(exc, compiled, args) from exc
-    return [_row(compiled, values) for values in rows]
+    return rows
 
 
 async def run_count(conn: AsyncConnection, prepared: Prepared, params: Mapping[str, Any]) -> int:
