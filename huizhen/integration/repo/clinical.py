@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, func, literal_column, select, text
+from sqlalchemy import bindparam, distinct, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huizhen.integration import tables as t
@@ -107,45 +107,31 @@ _INSTANCES_COUNTED = ByIds(
 )
 
 
-def _observations_of_patients(latest: bool, *, narrow: bool = False) -> Any:
-    """Newest first per patient (undated last); with ``latest`` the first N of each.
-
-    ``narrow`` (SQLite only) ranks the narrow rows (rowid and sort keys) and joins the whole rows back: SQLite
-    sorted the whole rows, encrypted values and identifiers with them, through its temporary
-    B-trees, twice the time of the ranking itself. PostgreSQL ranks the whole rows faster
-    than it joins them back (measured: 0.65 against 0.9 ms for a page's 50 patients)."""
+def _observations_of_patients(ids_in: Any, *, latest: bool) -> Any:
+    """Newest first per patient (undated last); with ``latest`` the first N of each, ranked by a
+    window over the whole rows (PostgreSQL ranks them faster than it joins narrow ranked rows
+    back: 0.65 against 0.9 ms for a page's 50 patients)."""
     o = t.observations.c
     order = (o.effective_at.is_(None), o.effective_at.desc(), o.id)
-    patients = o.patient_id.in_(bindparam("patient_ids", expanding=True))
+    patients = ids_in(o.patient_id)
     if not latest:
         return select(*OBSERVATION_COLUMNS).where(patients).order_by(o.patient_id, *order)
     rank = func.row_number().over(partition_by=o.patient_id, order_by=order).label("rank")
-    if not narrow:
-        ranked = select(t.observations, rank).where(patients).subquery()
-        return (
-            select(*(ranked.c[c.name] for c in OBSERVATION_COLUMNS))
-            .where(ranked.c.rank <= bindparam("latest")).order_by(ranked.c.patient_id, ranked.c.rank)
-        )
-    # joined back by SQLite's rowid, not by ``id``: a look-up in the table itself rather than in
-    # the index on ``id`` and then the table (a page's 250 rows: ~0.2 ms of ~1.8 ms)
-    rowid: Any = literal_column("observations.rowid")
-    ids = select(rowid.label("rid"), rank).where(patients).subquery()
+    ranked = select(t.observations, rank).where(patients).subquery()
     return (
-        select(*OBSERVATION_COLUMNS).select_from(t.observations.join(ids, ids.c.rid == rowid))
-        .where(ids.c.rank <= bindparam("latest")).order_by(o.patient_id, ids.c.rank)
+        select(*(ranked.c[c.name] for c in OBSERVATION_COLUMNS))
+        .where(ranked.c.rank <= bindparam("latest")).order_by(ranked.c.patient_id, ranked.c.rank)
     )
 
 
-# built once: a statement's construction cost more than SQLite's work for a page's 50 patients
-_ALL_OBSERVATIONS = _observations_of_patients(latest=False)
-_LATEST_OBSERVATIONS = {
-    "sqlite": _observations_of_patients(latest=True, narrow=True),
-    "postgresql": _observations_of_patients(latest=True),
-}
+# built once (a statement's construction cost more than SQLite's work for a page's 50 patients),
+# run on the driver (repo/prepared.py)
+_ALL_OBSERVATIONS = ByIds(lambda ids_in: _observations_of_patients(ids_in, latest=False), "patient_ids")
+_LATEST_OBSERVATIONS = ByIds(lambda ids_in: _observations_of_patients(ids_in, latest=True), "patient_ids")
 
 # SQLite, the latest N of each patient: the patients as one JSON array (``json_each``) and each
 # one's N rows by a LIMIT in a subquery run once per patient, on the index on (patient_id,
-# effective_at); the rows come back in the order the window above ranks them. Against the window:
+# effective_at); the rows come back in the order the window above ranks them. Against a window:
 # no ranking of every row of the 50 patients (a patient with years of results costs N look-ups, not
 # a sort of all of them), and one statement of fixed text, so it runs on the driver (repo/prepared.py)
 # rather than through SQLAlchemy's expanding IN (0.9-1.5 ms against 1.3-3.1 ms for a page's 50
@@ -250,16 +236,15 @@ class Clinical(RepoBase):
         """Newest first per patient (undated last); ``latest`` keeps the first N of each, in SQL,
         so a patient with years of lab results costs N rows, not all of them."""
         out: dict[str, list[Observation]] = {pid: [] for pid in patient_ids}
-        if latest is not None and self.dialect == "sqlite":
-            found: Sequence[Any] = await self.run_values(
-                _LATEST_OBSERVATIONS_SQLITE, {"patient_ids": json.dumps(list(out)), "latest": max(latest, 0)}
+        ids = list(out)
+        if latest is None:
+            found = await self.run_ids_values(_ALL_OBSERVATIONS, ids)
+        elif self.dialect == "sqlite":
+            found = await self.run_values(
+                _LATEST_OBSERVATIONS_SQLITE, {"patient_ids": json.dumps(ids), "latest": max(latest, 0)}
             )
         else:
-            q, params = (
-                (_ALL_OBSERVATIONS, {}) if latest is None
-                else (_LATEST_OBSERVATIONS.get(self.dialect, _LATEST_OBSERVATIONS["postgresql"]), {"latest": latest})
-            )
-            found = (await self.conn.execute(q, {"patient_ids": list(patient_ids), **params})).all()
+            found = await self.run_ids_values(_LATEST_OBSERVATIONS, ids, latest=latest)
         for o in map(self._observation, found):
             out[o.patient_id].append(o)
         return out
