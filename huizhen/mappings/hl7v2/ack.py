@@ -86,12 +86,13 @@ def build_ack(
 ) -> bytes:
     """The ACK for ``header``'s message, as bytes in the message's character set."""
     d = header.delimiters
+    msh = _msh(header, control_id or new_id()[:20], _timestamp(timestamp))
+    if not errors:  # the usual AA: MSA-1 and MSA-2 alone (MSA-2 dropped when empty, as _segment drops it)
+        echo = header.raw(10)
+        msa = f"MSA{d.field}{code.value}{d.field}{echo}" if echo else f"MSA{d.field}{code.value}"
+        return encode(f"{msh}\r{msa}\r", header.codec)
     version = version_tuple(header.version)
-    segments = [
-        _msh(header, control_id or new_id()[:20], _timestamp(timestamp)),
-        _msa(header, code, errors, version),
-        *_errs(d, errors, version),
-    ]
+    segments = [msh, _msa(header, code, errors, version), *_errs(d, errors, version)]
     return encode("\r".join(segments) + "\r", header.codec)
 
 
@@ -116,6 +117,8 @@ def split_acks(answer: bytes) -> list[bytes]:
 
     Cut where a segment starts with MSH: segment ids are ASCII in every HL7 charset.
     """
+    if b"\rMSH" not in answer:  # one ACK (original mode): nothing to cut
+        return [answer] if answer else []
     return [part for part in _NEXT_MESSAGE.split(answer) if part]
 
 
@@ -134,6 +137,30 @@ def _timestamp(at: datetime | None) -> str:
 
 
 def _msh(header: MessageHeader, control_id: str, timestamp: str) -> str:
+    """The ACK's MSH: what comes from the message's own header is written once per header shape
+    (an interface sends the same MSH-3..6, type, version and charset all day; written anew, it was
+    most of an ACK's cost), only MSH-7 and MSH-10 each time."""
+    f = header.fields
+    # everything _msh_parts reads: MSH-1..6, MSH-9 (the trigger), 11, 12 (the version), 15, 16, 18,
+    # and the charset that unescapes them; never MSH-7, MSH-10 or MSH-13/14, which change per message
+    key = (header.codec, f[1:7], f[9:10], f[11:13], f[15:17], f[18:19])
+    parts = _MSH_PARTS.get(key)
+    if parts is None:
+        if len(_MSH_PARTS) >= _MAX_MSH_PARTS:
+            _MSH_PARTS.clear()
+        parts = _MSH_PARTS[key] = _msh_parts(header)
+    head, middle, tail = parts
+    return f"{head}{timestamp}{middle}{header.delimiters.escape_text(control_id)}{tail}"
+
+
+_MSH_PARTS: dict[tuple[object, ...], tuple[str, str, str]] = {}
+_MAX_MSH_PARTS = 1024
+
+
+def _msh_parts(header: MessageHeader) -> tuple[str, str, str]:
+    """The ACK's MSH around MSH-7 and MSH-10: what goes before the timestamp, between it and the
+    control id, and after the control id. Neither of the two is ever empty, so the trailing empty
+    fields ``_segment`` drops are all after MSH-10: the tail is the rest trimmed alike."""
     d = header.delimiters
     version = version_tuple(header.version)
     trigger = d.escape_text(header.trigger_event)
@@ -142,22 +169,12 @@ def _msh(header: MessageHeader, control_id: str, timestamp: str) -> str:
         parts = ("ACK", trigger, "ACK") if version >= (2, 3, 1) else ("ACK", trigger)
         message_type = d.component.join(parts)
     no_ack = "NE" if is_enhanced(header) else ""  # an ACK is never acknowledged
-    fields = {
-        2: d.encoding_characters,
-        3: header.raw(5),  # sender and receiver swap
-        4: header.raw(6),
-        5: header.raw(3),
-        6: header.raw(4),
-        7: timestamp,
-        9: message_type,
-        10: d.escape_text(control_id),
-        11: header.raw(11),
-        12: header.raw(12),
-        15: no_ack,
-        16: no_ack,
-        18: header.raw(18),
-    }
-    return _segment(d, "MSH", fields, first=2)
+    sep = d.field
+    head = sep.join(["MSH", d.encoding_characters, header.raw(5), header.raw(6), header.raw(3), header.raw(4)])
+    middle = f"{sep}{sep}{message_type}{sep}"  # MSH-8 (security) empty
+    after = {11: header.raw(11), 12: header.raw(12), 15: no_ack, 16: no_ack, 18: header.raw(18)}
+    tail = _join(sep, ["", *(after.get(n, "") for n in range(11, 19))])  # "" or starting with sep
+    return f"{head}{sep}", middle, tail
 
 
 def _msa(header: MessageHeader, code: AckCode, errors: Sequence[ErrorDetail], version: tuple[int, ...]) -> str:

@@ -203,8 +203,13 @@ class Hl7Message:
 
 def normalize(text: str) -> str:
     """Segments separated by \\r only; blank lines and outer whitespace dropped."""
-    lines = re.split(r"\r\n|\r|\n", text.strip())
+    text = text.strip()
+    # the usual message holds no \n: a plain split, not the regular expression's
+    lines = text.split("\r") if "\n" not in text else _LINE_BREAKS.split(text)
     return "\r".join(line for line in lines if line.strip())
+
+
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 def parse_message(

@@ -45,6 +45,47 @@ def test_control_ids_are_new_each_time() -> None:
     assert str(first) != str(second) and str(first) != "MSG0001"
 
 
+def test_each_ack_has_its_own_header_values_however_alike_the_headers() -> None:
+    """The ACK's MSH is written from parts kept per header shape: nothing of one message's
+    header may reach another's ACK (sender, type, version, charset, MSH-10, MSH-13)."""
+    shapes = [
+        ("HIS|QSWSY", "ADT^A01^ADT_A01", "2.5", "", "A1"),
+        ("HIS|QSWSY", "ADT^A01^ADT_A01", "2.5", "", "A2"),  # same shape, another control id
+        ("LIS|QSWSY", "ADT^A01^ADT_A01", "2.5", "", "A3"),
+        ("HIS|QSWSY", "ADT^A08^ADT_A01", "2.5", "", "A4"),
+        ("HIS|QSWSY", "ADT^A01", "2.3", "", "A5"),
+        ("HIS|QSWSY", "ADT^A01^ADT_A01", "2.5", "UNICODE UTF-8", "A6"),
+    ]
+    for sender, type_, version, charset, control_id in shapes * 2:  # twice: the second time from kept parts
+        header = parse_message(
+            message("PID|1||A", sender=sender, type=type_, version=version, charset=charset, control_id=control_id)
+        ).header
+        ack = read_back(build_ack(header, AckCode.AA, control_id=f"K{control_id}", timestamp=AT))
+        msh = ack.segment("MSH")
+        assert [str(msh(n)) for n in (5, 6)] == sender.split("|")
+        trigger = type_.split("^")[1]
+        assert str(msh(9)) == (f"ACK^{trigger}^ACK" if version != "2.3" else f"ACK^{trigger}")
+        assert (str(msh(10)), str(msh(12))) == (f"K{control_id}", version)
+        assert (str(msh(18)) if len(msh) > 18 else "") == charset
+        assert str(ack.segment("MSA")(2)) == control_id
+    with_sequence = parse_message(message("PID|1||A")).header
+    fields = list(with_sequence.fields)
+    fields[13:14] = ["42"]  # MSH-13, a sequence number: it changes with each message, the ACK has none
+    sequenced = type(with_sequence)(with_sequence.delimiters, tuple(fields), with_sequence.codec)
+    assert build_ack(sequenced, AckCode.AA, control_id="K", timestamp=AT) == build_ack(
+        with_sequence, AckCode.AA, control_id="K", timestamp=AT
+    )
+
+
+def test_one_ack_is_one_frame_and_two_are_two() -> None:
+    header = parse_message(message("PID|1||A")).header
+    one = build_ack(header, AckCode.AA, timestamp=AT)
+    assert split_acks(one) == [one]
+    two = build_ack(header, AckCode.CA, timestamp=AT) + one
+    assert split_acks(two) == [two[: len(two) - len(one)], one]
+    assert split_acks(b"") == []
+
+
 def test_v25_error_layout_err2_err3_err4_err8() -> None:
     header = parse_message(message("PID|1||A", version="2.5.1")).header
     ack = read_back(build_ack(header, AckCode.AE, [PID_ERROR], timestamp=AT))
