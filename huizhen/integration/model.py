@@ -300,6 +300,10 @@ class ImagingStudy:
     series: list[ImagingSeries] = field(default_factory=list)
     study_id: str | None = None  # DICOM StudyID (SH), the modality's own number for the study
     referring_physician: str | None = None  # DICOM ReferringPhysicianName, a PN value as sent
+    # the header's StudyDate and StudyTime as sent (DA, TM): the date written on the images, in
+    # the modality's zone; None for studies indexed before they were kept (then: started_at)
+    study_date: str | None = None
+    study_time: str | None = None
     id: str = field(default_factory=new_id)
 
     @property

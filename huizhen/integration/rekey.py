@@ -11,7 +11,8 @@ nothing. Blind indexes are not touched: the index key does not rotate (see
 ``crypto.py``).
 
 Columns that were plaintext before their encrypted twin existed (``PLAINTEXT``:
-the journal's error and ACK before migration 0009, the outbox's before 0010) are sealed on the way:
+the journal's error and ACK before migration 0009, the outbox's before 0010, a study's StudyID
+before 0014) are sealed on the way:
 each value moves into its ``*_enc`` column under the active key and the
 plaintext column is cleared, in the same conditional way.
 """
@@ -32,6 +33,7 @@ BATCH = 200
 PLAINTEXT: tuple[tuple[Table, str, str], ...] = (
     (t.messages, "error", "error_enc"), (t.messages, "ack", "ack_enc"),
     (t.outbox, "last_error", "last_error_enc"), (t.outbox, "ack", "ack_enc"),
+    (t.imaging_studies, "study_id", "study_id_enc"),
 )
 
 

@@ -227,8 +227,15 @@ imaging_studies = Table(
     Column("started_at", UTCDateTime),
     Column("facility_id", ID, ForeignKey("facilities.id")),
     Column("consultation_id", ID, ForeignKey("consultations.id")),
-    Column("study_id", String(64)),  # DICOM StudyID
+    # DICOM StudyID, often the PatientID: encrypted (0014); the plaintext column holds it only for
+    # rows indexed before, until ``huizhen keys rotate`` seals them (rekey.PLAINTEXT)
+    Column("study_id", String(64)),
     Column("referring_physician", String(400)),  # DICOM ReferringPhysicianName (PN, all groups)
+    Column("study_id_enc", LargeBinary),
+    # the header's StudyDate / StudyTime as sent (DA / TM text): what C-FIND and QIDO-RS match and
+    # return; started_at is the instant (ordering, GraphQL, FHIR)
+    Column("study_date", String(16)),
+    Column("study_time", String(16)),
     Index("ix_imaging_studies_started", "started_at"),
 )
 

@@ -12,7 +12,11 @@ Decisions worth knowing:
   the other groups (usually pinyin) are not kept.
 * Study times honour Timezone Offset From UTC (0008,0201) when the dataset
   carries it (the standard says it applies to every DA/TM in the instance);
-  otherwise they are read in ``default_tz``, the facility's zone.
+  otherwise they are read in ``default_tz``, the facility's zone. That instant
+  (``started_at``) orders studies and is what the API and FHIR show; the
+  StudyDate and StudyTime as written are kept beside it (``study_date``,
+  ``study_time``) for C-FIND and QIDO-RS, which match and return the values
+  the images hold, not the instant in the server's zone.
 * A missing PatientID is not an error here: the patient gets no identifier and
   the caller decides (create an unidentified patient, answer a warning).
 """
@@ -46,6 +50,7 @@ from huizhen.mappings.dicom_values import (
 
 # what the functions here read: a pydicom Dataset, or the plain values of a received header
 Header = Dataset | PlainHeader
+_DA_TM_MAX = 16  # the study_date / study_time columns' width (a DA is 8 characters, a TM at most 16)
 _GENDERS = {"M": Gender.MALE, "F": Gender.FEMALE, "O": Gender.OTHER}
 # every top-level attribute the ``*_from_dataset`` functions read: a C-STORE decodes these alone
 HEADER_KEYWORDS = (
@@ -164,6 +169,7 @@ def study_from_dataset(
     """A study holding this instance's series and the instance itself."""
     series = series_from_dataset(ds, fallback_charset=fallback_charset)
     series.instances.append(instance or instance_from_dataset(ds))
+    day, clock = study_date_time(ds)
     return ImagingStudy(
         patient_id=patient_id,
         study_instance_uid=_text(ds, "StudyInstanceUID") or "",
@@ -173,6 +179,8 @@ def study_from_dataset(
         series=[series],
         study_id=_text(ds, "StudyID"),
         referring_physician=_person(ds, "ReferringPhysicianName", fallback_charset),
+        study_date=day,
+        study_time=clock,
     )
 
 
@@ -182,11 +190,13 @@ def merge_study(existing: ImagingStudy, incoming: ImagingStudy) -> ImagingStudy:
     Known instances (same SOP Instance UID) are replaced by the incoming ones,
     empty study and series fields are filled; ids stay those of ``existing``.
     """
+    dated = existing if existing.started_at else incoming
     merged = dataclasses.replace(
         existing,
         accession_number=existing.accession_number or incoming.accession_number,
         description=existing.description or incoming.description,
-        started_at=existing.started_at or incoming.started_at,
+        # the date and time as written go with the instant read from them
+        started_at=dated.started_at, study_date=dated.study_date, study_time=dated.study_time,
         study_id=existing.study_id or incoming.study_id,
         referring_physician=existing.referring_physician or incoming.referring_physician,
         series=[dataclasses.replace(s, instances=list(s.instances)) for s in existing.series],
@@ -209,6 +219,18 @@ def merge_study(existing: ImagingStudy, incoming: ImagingStudy) -> ImagingStudy:
             else:
                 current.instances.append(inst)
     return merged
+
+
+def study_date_time(ds: Header) -> tuple[str | None, str | None]:
+    """The header's StudyDate and StudyTime as sent, for C-FIND and QIDO-RS to match and return
+    as the images hold them; a date or time that is none (which :func:`study_datetime` does not
+    read either) is not kept, nor a time without its date."""
+    day, clock = _text(ds, "StudyDate"), _text(ds, "StudyTime")
+    if day is None or parse_date(day) is None or len(day) > _DA_TM_MAX:
+        return None, None
+    if clock is not None and (parse_time(clock) is None or len(clock) > _DA_TM_MAX):
+        clock = None
+    return day, clock
 
 
 def study_datetime(ds: Header, default_tz: tzinfo) -> datetime | None:

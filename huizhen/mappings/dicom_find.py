@@ -14,7 +14,7 @@ it holds Chinese names and every other script.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -28,7 +28,7 @@ from huizhen.integration.model import (
     Patient,
 )
 from huizhen.mappings.dicom_query import QueryLevel, Record, RecordValue
-from huizhen.mappings.dicom_values import format_date, format_offset, format_time
+from huizhen.mappings.dicom_values import format_date, format_offset, format_time, parse_date, parse_time
 
 RESPONSE_CHARSET = "ISO_IR 192"
 _SEX = {"male": "M", "female": "F", "other": "O"}
@@ -82,23 +82,48 @@ def study_record(
     identifier: Identifier | None = None,
     tz: tzinfo | None = None,
 ) -> dict[str, RecordValue]:
-    """Study-level attributes; ``tz`` converts the study time (default: as stored)."""
+    """Study-level attributes. StudyDate and StudyTime are the header's, as the images hold them
+    (with the offset they were read in); a study indexed without them (before they were kept, or
+    from FHIR) gives its start converted by ``tz`` (default: as stored)."""
     record = _patient_attributes(patient, identifier)
-    started = study.started_at.astimezone(tz) if study.started_at and tz else study.started_at
     record.update(
         StudyInstanceUID=study.study_instance_uid,
         AccessionNumber=study.accession_number,
         StudyID=study.study_id,
         ReferringPhysicianName=study.referring_physician,
         StudyDescription=study.description,
-        StudyDate=format_date(started) if started else None,
-        StudyTime=format_time(started) if started else None,
-        TimezoneOffsetFromUTC=format_offset(started) if started else None,
+        **_study_date_time(study, tz),
         ModalitiesInStudy=study.modalities,
         NumberOfStudyRelatedSeries=study.series_count,
         NumberOfStudyRelatedInstances=study.instance_count,
     )
     return record
+
+
+def _study_date_time(study: ImagingStudy, tz: tzinfo | None) -> dict[str, RecordValue]:
+    started = study.started_at
+    if study.study_date is not None:
+        return {"StudyDate": study.study_date, "StudyTime": study.study_time,
+                "TimezoneOffsetFromUTC": _written_offset(study) if started else None}
+    started = started.astimezone(tz) if started and tz else started
+    return {
+        "StudyDate": format_date(started) if started else None,
+        "StudyTime": format_time(started) if started else None,
+        "TimezoneOffsetFromUTC": format_offset(started) if started else None,
+    }
+
+
+def _written_offset(study: ImagingStudy) -> str | None:
+    """The UTC offset the header's date and time were read in (its TimezoneOffsetFromUTC, or the
+    facility's zone then): what separates them from the instant read from them."""
+    day, clock = parse_date(study.study_date), parse_time(study.study_time) or time()
+    if day is None or study.started_at is None:
+        return None
+    started = study.started_at.astimezone(UTC).replace(tzinfo=None)
+    offset = datetime.combine(day, clock) - started
+    if abs(offset) > timedelta(hours=14) or offset % timedelta(minutes=1):
+        return None  # not the instant read from this date and time
+    return format_offset(datetime.combine(day, clock, timezone(offset)))
 
 
 def series_record(

@@ -75,6 +75,11 @@ def test_qido_and_wado_for_a_web_viewer(instance: Instance) -> None:
 
     [only] = _get(instance, token, "/studies", params={"PatientID": "4MR*", "StudyDate": "20040101-20041231"}).json()
     assert _value(only, "0020000D") == MR_STUDY
+    # the date and time the images hold (-0400), not the instant in the server's zone (20040827 065059 +0800)
+    [mr] = _get(instance, token, "/studies", params={"PatientID": "4MR1", "StudyDate": "20040826",
+                                                     "includefield": "00080201"}).json()
+    assert (_value(mr, "00080020"), _value(mr, "00080030"), _value(mr, "00080201")) == ("20040826", "185059", "-0400")
+    assert _get(instance, token, "/studies", params={"PatientID": "4MR1", "StudyDate": "20040827"}).json() == []
     assert _get(instance, token, "/studies", params={"ModalitiesInStudy": "US"}).json() == []
     page = _get(instance, token, "/studies", params={"limit": "1"})
     assert len(page.json()) == 1

@@ -457,6 +457,17 @@ async def test_find_at_every_level_of_both_roots(scp: Running) -> None:
     by_id, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
                           StudyID="4MR*", StudyInstanceUID="", ReferringPhysicianName="")
     assert [(s.StudyID, s.ReferringPhysicianName) for s in by_id] == [("4MR1", "")]  # "" : none was sent
+    # matched and returned on the date and time the images hold (20040826 185059 -0400), not on
+    # the instant in the server's zone (20040827 065059 +0800)
+    on_the_day, status = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
+                                    StudyDate="20040826", PatientID="4MR1", StudyInstanceUID="", StudyTime="",
+                                    TimezoneOffsetFromUTC="")
+    assert status == SUCCESS
+    assert [(s.StudyInstanceUID, s.StudyDate, s.StudyTime, s.TimezoneOffsetFromUTC) for s in on_the_day] == [
+        (MR_STUDY, "20040826", "185059", "-0400")]
+    next_day, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="STUDY",
+                             StudyDate="20040827", PatientID="4MR1", StudyInstanceUID="")
+    assert next_day == []
     series, _ = await find(StudyRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="SERIES",
                            Modality="NM", SeriesInstanceUID="", NumberOfSeriesRelatedInstances="")
     assert [int(s.NumberOfSeriesRelatedInstances) for s in series] == [2]

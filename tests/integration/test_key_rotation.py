@@ -22,6 +22,7 @@ from huizhen.integration.model import (
     Actor,
     Coding,
     HumanName,
+    ImagingStudy,
     Message,
     Observation,
     OutboundMessage,
@@ -33,6 +34,7 @@ from huizhen.integration.store import Store
 from tests.integration.test_store import DOCTOR, MRN, TZ, seed
 
 RAW = "MSH|^~\\&|HIS|TWN001|HZ|HZ|20261127||ADT^A04|C1|P|2.5\rPID|1||M001^^^TWN001||欧阳^志远\r".encode()
+LEGACY = "0" * 31 + "9"  # the id of a study row written under 0013
 SECRETS = ("欧阳", "志远", "M001", "ID77", "13800000004", "东城区", "胸闷三天", "不稳定型心绞痛", "ST段压低")
 
 
@@ -137,7 +139,7 @@ async def test_every_encrypted_column_is_walked() -> None:
     walked = {f"{t.name}.{c.name}" for t, cols in encrypted_columns() for c in cols}
     assert {"patients.phi_enc", "patient_identifiers.value_enc", "messages.raw_enc", "consultations.clinical_enc",
             "timeline_events.detail_enc", "observations.value_enc", "outbox.payload_enc",
-            "messages.error_enc", "messages.ack_enc"} <= walked
+            "messages.error_enc", "messages.ack_enc", "imaging_studies.study_id_enc"} <= walked
 
 
 async def test_journal_errors_and_acks_are_encrypted_and_older_plaintext_is_sealed(store: Store) -> None:
@@ -159,7 +161,8 @@ async def test_journal_errors_and_acks_are_encrypted_and_older_plaintext_is_seal
         got_new, got_old = await repo.journal.get(new.id), await repo.journal.get(old.id)
     assert got_new is not None and (got_new.error, got_new.ack) == (error, ack)
     assert got_old is not None and got_old.error is not None and "19491302" in got_old.error
-    none_left = {"messages.error": 0, "messages.ack": 0, "outbox.last_error": 0, "outbox.ack": 0}
+    none_left = {"messages.error": 0, "messages.ack": 0, "outbox.last_error": 0, "outbox.ack": 0,
+                 "imaging_studies.study_id": 0}
     assert await plaintext_left(store) == none_left | {"messages.error": 1, "messages.ack": 1}
 
     report = await reencrypt_all(store, batch=1)  # batches of one: the walk goes on past a full batch
@@ -169,6 +172,89 @@ async def test_journal_errors_and_acks_are_encrypted_and_older_plaintext_is_seal
     async with store.read() as repo:
         again = await repo.journal.get(old.id)
     assert again is not None and (again.error, again.ack) == (got_old.error, got_old.ack)
+
+
+async def test_study_ids_are_encrypted_and_older_plaintext_is_sealed(store: Store) -> None:
+    """A modality's StudyID is often the PatientID (the corpus MR: 4MR1): encrypted, and a study
+    indexed before 0014 is read from its plaintext column and sealed by the rotation's pass."""
+    p, _ = await seed(store)
+    new = ImagingStudy(patient_id=p.id, study_instance_uid="1.2.826.0.1.1", study_id="X1EXAMPLE",
+                       started_at=datetime(2004, 8, 26, 22, 50, 59, tzinfo=UTC))
+    old = ImagingStudy(patient_id=p.id, study_instance_uid="1.2.826.0.1.2", study_id="M001")
+    async with store.write() as repo:
+        await repo.imaging.add_study(new)
+        await repo.imaging.add_study(old)
+        # as a server before 0014 wrote it: the StudyID in the plaintext column
+        await repo.conn.execute(tables.imaging_studies.update().where(tables.imaging_studies.c.id == old.id).values(
+            study_id="X2EXAMPLE", study_id_enc=None))
+    blob = await raw_dump(store)
+    assert "X1EXAMPLE" not in blob and "X2EXAMPLE" in blob
+    async with store.read() as repo:
+        got = {s.id: s.study_id for s in await repo.clinical.studies_by_ids([new.id, old.id])}
+        summary = await repo.clinical.studies_by_ids([new.id, old.id], instances=False)
+    assert got == {new.id: "X1EXAMPLE", old.id: "X2EXAMPLE"}
+    assert [s.study_id for s in summary] == [None, None]  # the API's summary read leaves it sealed
+    assert (await plaintext_left(store))["imaging_studies.study_id"] == 1
+
+    report = await reencrypt_all(store)
+    assert report.sealed == {"imaging_studies.study_id": 1}
+    assert (await plaintext_left(store))["imaging_studies.study_id"] == 0
+    assert "X2EXAMPLE" not in await raw_dump(store)
+    async with store.read() as repo:
+        again = {s.id: s.study_id for s in await repo.clinical.studies_by_ids([new.id, old.id])}
+        by_patient = (await repo.clinical.studies_for_patients([p.id]))[p.id]
+    assert again == got and {s.study_id for s in by_patient} == {"X1EXAMPLE", "X2EXAMPLE"}
+
+
+def test_a_study_indexed_before_0014_is_read_as_it_was_and_sealed_by_keys_rotate(db_url: str, tmp_path: Path) -> None:
+    """A database indexed under 0013 (StudyID in plaintext, no StudyDate/StudyTime kept) upgrades;
+    its study reads as before (C-FIND falls back to the start in the server's zone), and ``huizhen
+    keys rotate`` moves the StudyID into the encrypted column."""
+    from alembic import command
+
+    from huizhen.integration import migrate
+    from huizhen.mappings.dicom_find import study_record
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    ring = load_or_create_keyring(data)
+    command.downgrade(migrate.alembic_config(db_url), "0013")
+    started = datetime(2004, 8, 26, 22, 50, 59, tzinfo=UTC)  # 20040826 185059 -0400, as 0013 kept it
+
+    async def index_under_0013() -> str:
+        s = Store(db_url, ring)
+        try:
+            p, _ = await seed(s)
+            async with s.engine.begin() as conn:  # columns 0013 had, as its server wrote them
+                await conn.execute(tables.imaging_studies.insert().values(
+                    id=LEGACY, patient_id=p.id, study_instance_uid="1.2.826.0.1.9", started_at=started,
+                    study_id="X1EXAMPLE"))
+            return p.id
+        finally:
+            await s.close()
+
+    async def read(keys: KeyRing) -> tuple[ImagingStudy, str]:
+        s = Store(db_url, keys)
+        try:
+            async with s.read() as repo:
+                [study] = await repo.clinical.studies_by_ids([LEGACY])
+            return study, await raw_dump(s)
+        finally:
+            await s.close()
+
+    asyncio.run(index_under_0013())
+    migrate.upgrade(db_url)
+    before, blob = asyncio.run(read(ring))
+    assert "X1EXAMPLE" in blob
+    assert (before.study_id, before.study_date, before.started_at) == ("X1EXAMPLE", None, started)
+    record = study_record(before, Patient(name=HumanName.of("欧阳", ("志远",))), tz=TZ)
+    assert (record["StudyID"], record["StudyDate"], record["StudyTime"]) == ("X1EXAMPLE", "20040827", "065059")
+
+    done = _cli({"HUIZHEN_DATA_DIR": str(data), "HUIZHEN_DATABASE_URL": db_url}, "keys", "rotate", "--grace", "0")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sealed"] == {"imaging_studies.study_id": 1}
+    after, blob = asyncio.run(read(load_or_create_keyring(data)))
+    assert after.study_id == "X1EXAMPLE" and "X1EXAMPLE" not in blob
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

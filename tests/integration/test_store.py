@@ -28,6 +28,7 @@ from huizhen.integration.model import (
     Gender,
     HumanName,
     Identifier,
+    ImagingStudy,
     Observation,
     Patient,
     Practitioner,
@@ -94,17 +95,28 @@ async def test_patient_round_trip_with_identifiers(store: Store) -> None:
 
 
 async def test_no_plaintext_phi_in_the_database(store: Store) -> None:
-    await seed(store)
+    p, _ = await seed(store)
+    async with store.write() as repo:  # a modality that puts the PatientID in StudyID, as the corpus's do
+        await repo.imaging.add_study(ImagingStudy(patient_id=p.id, study_instance_uid="1.2.826.0.1.3",
+                                                  study_id="M001-X1EXAMPLE"))
     async with store.engine.connect() as conn:
         dump = []
-        for table in ("patients", "patient_identifiers", "patient_search_tokens"):
+        for table in ("patients", "patient_identifiers", "patient_search_tokens", "imaging_studies"):
             for row in await conn.execute(text(f"SELECT * FROM {table}")):
                 dump.append(repr(tuple(row)))
     blob = "\n".join(dump)
     # the birth date in the forms a driver or a column could show it (a bare "1949" also turns up
     # by chance in random hex: ids and digests)
-    for secret in ("欧阳", "志远", "M001", "ID77", "13800000004", "东城区", "1949-01-05", "19490105", "1949, 1, 5"):
+    secrets = ("欧阳", "志远", "M001", "ID77", "13800000004", "东城区", "1949-01-05", "19490105", "1949, 1, 5",
+               "X1EXAMPLE")
+    for secret in secrets:
         assert secret not in blob
+    if store.dialect == "sqlite":  # and the file itself, its write-ahead log with it
+        db = Path(store.engine.url.database or "")
+        raw = b"".join(f.read_bytes() for f in (db, db.with_name(db.name + "-wal")) if f.exists())
+        assert b"1.2.826.0.1.3" in raw  # the study is in what is read
+        for secret in secrets:
+            assert secret.encode() not in raw, secret
 
 
 async def test_identifier_belongs_to_one_patient(store: Store) -> None:

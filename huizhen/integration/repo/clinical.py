@@ -85,17 +85,21 @@ def codes_pattern(system: str | None, code: str) -> str:
 
 
 # What an ImagingStudy and its series are read from, in this order (unpacked by position, as the
-# observations: a Row's attribute look-up per column cost more than the rest of the building)
+# observations: a Row's attribute look-up per column cost more than the rest of the building).
+# The C-FIND / QIDO-RS attributes last (the header's date and time, StudyID encrypted and its
+# plaintext before 0014): the API's summary reads, which show none of them, leave them out.
 STUDY_COLUMNS = tuple(t.imaging_studies.c[name] for name in (
     "id", "patient_id", "study_instance_uid", "accession_number", "description", "started_at", "facility_id",
-    "consultation_id", "study_id", "referring_physician",
+    "consultation_id", "referring_physician", "study_date", "study_time", "study_id_enc", "study_id",
 ))
+_STUDY_SUMMARY_COLUMNS = STUDY_COLUMNS[:-4]
 _SERIES_COLUMNS = tuple(t.imaging_series.c[name] for name in (
     "series_instance_uid", "study_id", "modality", "number", "description", "body_site",
 ))
 
 # a page's studies, their series and the series' instances counted: on the driver (repo/prepared.py)
 _STUDIES_BY_IDS = ByIds(lambda ids_in: select(*STUDY_COLUMNS).where(ids_in(t.imaging_studies.c.id)))
+_STUDY_SUMMARIES_BY_IDS = ByIds(lambda ids_in: select(*_STUDY_SUMMARY_COLUMNS).where(ids_in(t.imaging_studies.c.id)))
 _SERIES_OF = ByIds(
     lambda ids_in: select(*_SERIES_COLUMNS).where(ids_in(t.imaging_series.c.study_id))
     .order_by(t.imaging_series.c.number)
@@ -257,10 +261,12 @@ class Clinical(RepoBase):
         self, patient_ids: Sequence[str], *, instances: bool = True
     ) -> dict[str, list[ImagingStudy]]:
         """Newest first per patient; ``instances=False`` counts each series' instances instead of
-        reading them (:attr:`ImagingSeries.counted`)."""
+        reading them (:attr:`ImagingSeries.counted`) and leaves the C-FIND attributes out (StudyID,
+        encrypted, and the header's date and time: None; the API's summary, this read's one user,
+        shows none of them)."""
         rows = (
             await self.conn.execute(
-                select(*STUDY_COLUMNS)
+                select(*(STUDY_COLUMNS if instances else _STUDY_SUMMARY_COLUMNS))
                 .where(t.imaging_studies.c.patient_id.in_(list(patient_ids)))
                 .order_by(t.imaging_studies.c.started_at.desc(), t.imaging_studies.c.id)
             )
@@ -272,7 +278,8 @@ class Clinical(RepoBase):
 
     async def studies_by_ids(self, ids: Sequence[str], *, instances: bool = True) -> list[ImagingStudy]:
         """``instances=False``: see :meth:`studies_for_patients`."""
-        return await self._studies(await self.run_ids_values(_STUDIES_BY_IDS, ids), instances)
+        statement = _STUDIES_BY_IDS if instances else _STUDY_SUMMARIES_BY_IDS
+        return await self._studies(await self.run_ids_values(statement, ids), instances)
 
     async def documents_by_ids(self, ids: Sequence[str]) -> list[Document]:
         rows = await self.conn.execute(
@@ -289,8 +296,8 @@ class Clinical(RepoBase):
         ]
 
     async def _studies(self, rows: Sequence[Any], instances: bool = True) -> list[ImagingStudy]:
-        """The studies of rows of :data:`STUDY_COLUMNS`, with their series and instances (or
-        their instances' number)."""
+        """The studies of rows of :data:`STUDY_COLUMNS` (``instances=False``: of the summary's
+        columns, without the C-FIND ones), with their series and instances (or their instances' number)."""
         ids = [r[0] for r in rows]
         series: dict[str, list[ImagingSeries]] = {i: [] for i in ids}
         by_uid: dict[str, ImagingSeries] = {}
@@ -314,16 +321,20 @@ class Clinical(RepoBase):
                     ImagingInstance(i.sop_instance_uid, i.sop_class_uid, i.number, i.object_key, i.size,
                                     i.sha256, bool(i.conflict), i.transfer_syntax_uid)
                 )
-        return [
+        studies = [
             ImagingStudy(
                 id=id_, patient_id=patient_id, study_instance_uid=uid, accession_number=accession,
                 description=description, started_at=started_at, facility_id=facility_id,
-                consultation_id=consultation_id, series=series[id_], study_id=study_id,
-                referring_physician=referring,
+                consultation_id=consultation_id, series=series[id_], referring_physician=referring,
             )
-            for (id_, patient_id, uid, accession, description, started_at, facility_id, consultation_id, study_id,
-                 referring) in rows
+            for (id_, patient_id, uid, accession, description, started_at, facility_id, consultation_id, referring,
+                 *_) in rows
         ]
+        if instances:
+            for study, (*_, study_date, study_time, sealed, plain) in zip(studies, rows, strict=True):
+                study.study_date, study.study_time = study_date, study_time
+                study.study_id = self.sealed_text(sealed, plain)
+        return studies
 
     def _obs_values(self, o: Observation) -> dict[str, Any]:
         rr = o.reference_range

@@ -92,7 +92,8 @@ class Imaging(RepoBase):
                 id=study.id, patient_id=study.patient_id, study_instance_uid=study.study_instance_uid,
                 accession_number=study.accession_number, description=study.description,
                 started_at=study.started_at, facility_id=study.facility_id, consultation_id=study.consultation_id,
-                study_id=study.study_id, referring_physician=study.referring_physician,
+                study_id_enc=self.keyring.encrypt_text(study.study_id), referring_physician=study.referring_physician,
+                study_date=study.study_date, study_time=study.study_time,
             )
             .on_conflict_do_nothing(index_elements=[t.imaging_studies.c.study_instance_uid])
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
 from io import BytesIO
 from zoneinfo import ZoneInfo
 
@@ -92,8 +94,37 @@ def test_study_record_counts_and_time_zone(archive: list[tuple[Patient, ImagingS
         "185059",
         "-0400",
     )
+    # the date and time written on the images, whatever the server's zone: a query for the date
+    # the header holds finds the study (matching is on the values the SOP instances hold)
     shanghai = study_record(study, patient, tz=SHANGHAI)
-    assert (shanghai["StudyDate"], shanghai["StudyTime"]) == ("20040827", "065059")
+    assert (shanghai["StudyDate"], shanghai["StudyTime"], shanghai["TimezoneOffsetFromUTC"]) == (
+        "20040826", "185059", "-0400")
+    assert query("STUDY", StudyDate="20040826")[0].matches(shanghai)
+    assert not query("STUDY", StudyDate="20040827")[0].matches(shanghai)
+    assert query("STUDY", StudyDate="20040826", StudyTime="1800-1900")[0].matches(shanghai)
+    # a study indexed before the header's values were kept: its instant, in the server's zone
+    older = dataclasses.replace(study, study_date=None, study_time=None)
+    converted = study_record(older, patient, tz=SHANGHAI)
+    assert (converted["StudyDate"], converted["StudyTime"], converted["TimezoneOffsetFromUTC"]) == (
+        "20040827", "065059", "+0800")
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # pydicom on the date that is none
+def test_study_date_without_an_offset_is_read_and_returned_in_the_facility_zone() -> None:
+    ds = Dataset()
+    ds.update({"PatientID": "P1", "StudyInstanceUID": "1.2.3", "StudyDate": "20261207", "StudyTime": "0830",
+               "StudyID": "S1"})
+    study = study_from_dataset(ds, patient_id="p", default_tz=SHANGHAI)
+    assert (study.study_date, study.study_time) == ("20261207", "0830")
+    assert study.started_at is not None and study.started_at.utcoffset() == timedelta(hours=8)
+    record = study_record(study, Patient(HumanName()), tz=ZoneInfo("UTC"))
+    assert (record["StudyDate"], record["StudyTime"], record["TimezoneOffsetFromUTC"]) == (
+        "20261207", "0830", "+0800")
+    # a date that is none is neither read into the instant nor kept
+    ds.StudyDate, ds.StudyTime = "2026x", "noon"
+    bad = study_from_dataset(ds, patient_id="p", default_tz=SHANGHAI)
+    assert (bad.started_at, bad.study_date, bad.study_time) == (None, None, None)
+    assert study_record(bad, Patient(HumanName()))["StudyDate"] is None
 
 
 def test_lower_levels_carry_upper_level_keys(archive: list[tuple[Patient, ImagingStudy]]) -> None:
