@@ -92,6 +92,11 @@ class Patient:
         return await sources_of(self._m.id, info)
 
 
+# Consultation's fields that read its clinical record: a work-list selecting none of them has the
+# page read without decrypting it (Consultations.search(clinical=False))
+CLINICAL_FIELDS = frozenset({"chiefComplaint", "question", "diagnosis", "treatmentPlan", "cancelReason", "symptoms"})
+
+
 @strawberry.type
 class Consultation:
     _m: strawberry.Private[m.Consultation]

@@ -38,7 +38,7 @@ from huizhen.graphql.matching import MatchingQuery
 from huizhen.graphql.operations import OperationsQuery
 from huizhen.graphql.persisted import PersistedQueries, PersistedQueryCheck
 from huizhen.graphql.prefetch import connection_nodes, consultation_relations, patient_page_relations
-from huizhen.graphql.records import Consultation, Patient, Viewer
+from huizhen.graphql.records import CLINICAL_FIELDS, Consultation, Patient, Viewer
 from huizhen.graphql.security import SecurityMutation, SecurityQuery, SecuritySubscription
 from huizhen.graphql.services import LearningFlag, ServicesMutation, ServicesQuery
 from huizhen.graphql.subscriptions import Subscription
@@ -136,7 +136,8 @@ class BaseQuery:
                 first=first,
                 after=after,
                 visible=visible,
-                timelines="timeline" in connection_nodes(info),  # the work-list rarely shows one
+                timelines="timeline" in (nodes := connection_nodes(info)),  # the work-list rarely shows one
+                clinical=not CLINICAL_FIELDS.isdisjoint(nodes),  # nor the clinical record
             )
             await consultation_relations(info, repo, [c for c, _ in page.items])
         for c, _ in page.items:

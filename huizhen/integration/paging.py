@@ -46,7 +46,7 @@ def page_size(first: int | None) -> int:
     return first
 
 
-def keyset_after(sort_col: Any, id_col: Any, sort_value: Any, id_value: str, *, descending: bool) -> Any:
+def keyset_after(sort_col: Any, id_col: Any, sort_value: Any, id_value: Any, *, descending: bool) -> Any:
     """The SQL condition "row comes after the cursor" for ``ORDER BY sort, id``.
 
     Written with column comparisons (not a row-value tuple) so that the

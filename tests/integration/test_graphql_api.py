@@ -123,6 +123,33 @@ async def test_worklist_read_ahead_answers_as_each_consultation_alone(
         assert alone["consultation"] == node
 
 
+CLINICAL = """fragment Clinical on Consultation {
+  id number complaint: chiefComplaint question diagnosis treatmentPlan cancelReason symptoms { text present }
+}"""
+
+
+async def test_worklist_reads_the_clinical_record_when_a_field_asks(
+    server: RunningServer, seeded: Seeded, coordinator: GraphQLClient
+) -> None:
+    """The work-list decrypts the clinical record only when its selection names one of its fields
+    (records.CLINICAL_FIELDS), through fragments and aliases; then every row reads as the same
+    consultation alone, and a page without them lists the same rows."""
+    listed = await coordinator.execute(
+        "query { consultations(first: 8) { edges { node { ... on Consultation { ...Clinical } } } } } " + CLINICAL
+    )
+    nodes = [e["node"] for e in listed["consultations"]["edges"]]
+    assert len(nodes) == 8 and all(n["complaint"] == "胸闷三天" for n in nodes)
+    for node in nodes:
+        alone = await coordinator.execute(
+            "query($id: ID!) { consultation(id: $id) { ...Clinical } } " + CLINICAL, id=node["id"]
+        )
+        assert alone["consultation"] == node
+    plain = await coordinator.execute("query { consultations(first: 8) { edges { node { id number status } } } }")
+    assert [(e["node"]["id"], e["node"]["number"]) for e in plain["consultations"]["edges"]] == [
+        (n["id"], n["number"]) for n in nodes
+    ]
+
+
 async def test_worklist_filters_sort_and_stable_cursors(
     server: RunningServer, seeded: Seeded, coordinator: GraphQLClient
 ) -> None:

@@ -523,3 +523,67 @@ async def test_upgrade_anchors_an_existing_chain_unsigned_and_the_next_event_sig
         assert (after.ok, after.checked, after.unsigned) == (True, 3, False)
     finally:
         await store.close()
+
+
+async def test_consultation_search_matches_its_conditions_for_every_shape(store: Store) -> None:
+    """search() builds its statements once per filter shape and runs them on the driver; the rows
+    and totals are those of the same conditions written plainly (consultation_condition, IN lists),
+    for viewers' row filters, filters and both sorts, paged by cursor; clinical=False reads the
+    same rows without their clinical record."""
+    from sqlalchemy import select
+
+    from huizhen.integration.repo.consultations import _RANK, WorkListSort
+    from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
+    from tests.graphql_seed import seed as seed_many
+
+    seeded = await seed_many(store, 30, observations=1)
+    c = tables.consultations.c
+    f0, f1 = (f.id for f in seeded.facilities)
+    some = tuple(p.id for p in seeded.patients[:4])
+    expert = seeded.experts[0]
+    viewers = [
+        None, ConsultationRows(everything=True), ConsultationRows(),
+        ConsultationRows(facility_ids=(f1,)), ConsultationRows(expert_id=expert.id),
+        ConsultationRows(queue_department=expert.department, expert_id=expert.id),
+        ConsultationRows(requester_id="doc2", patient_ids=some), ConsultationRows(patient_id=some[0]),
+        ConsultationRows(facility_ids=(f0, f1), patient_ids=some[:1]),
+    ]
+    filters: list[dict[str, Any]] = [
+        {}, {"statuses": [ConsultationStatus.PENDING, ConsultationStatus.ASSIGNED]},
+        {"department": expert.department, "urgency": Urgency.URGENT}, {"facility_id": f0, "expert_id": expert.id},
+        {"patient_id": some[1]},
+        {"created_from": seeded.consultations[5].created_at, "created_to": seeded.consultations[20].created_at},
+    ]
+    for visible in viewers:
+        for kw in filters:
+            for sort in WorkListSort:
+                q = select(c.id)
+                if visible is not None and not visible.everything:
+                    q = q.where(consultation_condition(visible))
+                if kw.get("statuses"):
+                    q = q.where(c.status.in_([s.value for s in kw["statuses"]]))
+                for name in ("department", "facility_id", "expert_id", "patient_id"):
+                    if name in kw:
+                        q = q.where(getattr(c, name) == kw[name])
+                if "urgency" in kw:
+                    q = q.where(c.urgency == kw["urgency"].value)
+                if "created_from" in kw:
+                    q = q.where(c.created_at >= kw["created_from"], c.created_at < kw["created_to"])
+                order = (c.created_at.desc(), c.id.desc())
+                q = q.order_by(_RANK, *order) if sort is WorkListSort.MOST_URGENT else q.order_by(*order)
+                async with store.read() as repo:
+                    expected = list((await repo.conn.execute(q)).scalars())
+                    seen: list[str] = []
+                    after = None
+                    while True:
+                        page = await repo.consultations.search(
+                            **kw, sort=sort, first=4, after=after, visible=visible, clinical=after is None
+                        )
+                        assert page.total == len(expected)
+                        seen += [x.id for x, _ in page.items]
+                        for x, _ in page.items:
+                            assert x.chief_complaint == ("胸闷三天" if after is None else "")
+                        if not page.has_next:
+                            break
+                        after = page.items[-1][1]
+                assert seen == expected, (visible, kw, sort)

@@ -40,6 +40,8 @@ _URGENCY_RANK = {Urgency.CRITICAL.value: 0, Urgency.URGENT.value: 1, Urgency.ROU
 _RANK = case(
     *((t.consultations.c.urgency == u, r) for u, r in _URGENCY_RANK.items()), else_=len(_URGENCY_RANK)
 )
+# the clinical record of a consultation read with clinical=False (search): every field empty
+_UNREAD: dict[str, Any] = {"chief_complaint": ""}
 _TIMES = ("scheduled_at", "created_at", "submitted_at", "assigned_at", "started_at", "completed_at", "cancelled_at")
 
 
@@ -180,18 +182,22 @@ class Consultations(RepoBase):
         urgency: Urgency | None = None, facility_id: str | None = None, expert_id: str | None = None,
         patient_id: str | None = None, created_from: datetime | None = None, created_to: datetime | None = None,
         sort: WorkListSort = WorkListSort.NEWEST, first: int | None = None, after: str | None = None,
-        visible: ConsultationRows | None = None, timelines: bool = True,
+        visible: ConsultationRows | None = None, timelines: bool = True, clinical: bool = True,
     ) -> Page[Consultation]:
         """Keyset-paged, newest first or most urgent (then newest) first; ``visible`` limits the rows (and the
         total) to a viewer's. ``timelines=False`` leaves each ``timeline`` empty, for a caller that
-        shows none (the work-list without a timeline: the events are most of the rows it would read)."""
+        shows none (the work-list without a timeline: the events are most of the rows it would read).
+        ``clinical=False`` leaves the encrypted clinical record (complaint, question, symptoms, diagnosis,
+        plan, cancel reason, teaching flags, order codes) and the source order undecrypted and their
+        fields empty, for a caller that shows none of them (the work-list's usual columns)."""
         urgent = sort is WorkListSort.MOST_URGENT
         params: dict[str, Any] = {}
         shown: tuple[bool, ...] | None = None
         if visible is not None and not visible.everything:
             values = [getattr(visible, name) for name in _VISIBLE_TERMS]
             # as consultation_condition: a list term when it has any, a single one when it is set
-            shown = tuple(bool(v) if name in _LISTS else v is not None for name, v in zip(_VISIBLE_TERMS, values))
+            shown = tuple(bool(v) if name in _LISTS else v is not None
+                          for name, v in zip(_VISIBLE_TERMS, values, strict=True))
             for name, value, present in zip(_VISIBLE_TERMS, values, shown, strict=True):
                 if present:
                     params[f"v_{name}"] = self._list(value) if name in _LISTS else value
@@ -220,7 +226,7 @@ class Consultations(RepoBase):
             if urgent:
                 params["rank"] = key[0]
         rows = await self.run(page, {**params, "limit": size + 1})
-        items = await self._hydrate(rows[:size], timelines=timelines)
+        items = await self._hydrate(rows[:size], timelines=timelines, clinical=clinical)
 
         def cursor(x: Consultation) -> str:
             key = (x.created_at.isoformat() if x.created_at else "", x.id)
@@ -325,7 +331,9 @@ class Consultations(RepoBase):
         if rows:
             await self.conn.execute(t.consultation_links.insert(), rows)
 
-    async def _hydrate(self, rows: Sequence[Mapping[str, Any]], *, timelines: bool = True) -> list[Consultation]:
+    async def _hydrate(
+        self, rows: Sequence[Mapping[Any, Any]], *, timelines: bool = True, clinical: bool = True
+    ) -> list[Consultation]:
         ids = [r["id"] for r in rows]
         events: dict[str, list[TimelineEvent]] = {i: [] for i in ids}
         links: dict[str, list[Any]] = {i: [] for i in ids}
@@ -341,11 +349,13 @@ class Consultations(RepoBase):
         if ids:
             for link in await self.run_ids(_LINKS_OF, ids):
                 links[link["consultation_id"]].append(link)
-        return [self._consultation(r, events[r["id"]], links[r["id"]]) for r in rows]
+        return [self._consultation(r, events[r["id"]], links[r["id"]], clinical) for r in rows]
 
-    def _consultation(self, m: Any, timeline: list[TimelineEvent], links: list[Any]) -> Consultation:
-        clinical = self.keyring.decrypt_json(m["clinical_enc"])
-        order = self.keyring.decrypt_json(m["source_order_enc"]) if m["source_order_enc"] else None
+    def _consultation(
+        self, m: Any, timeline: list[TimelineEvent], links: list[Any], decrypt: bool = True
+    ) -> Consultation:
+        clinical = self.keyring.decrypt_json(m["clinical_enc"]) if decrypt else _UNREAD
+        order = self.keyring.decrypt_json(m["source_order_enc"]) if decrypt and m["source_order_enc"] else None
         c = Consultation(
             id=m["id"], number=m["number"], patient_id=m["patient_id"], requester_id=m["requester_id"],
             facility_id=m["facility_id"], department=m["department"], disease_code=m["disease_code"],
