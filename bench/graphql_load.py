@@ -190,14 +190,18 @@ def _own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def fanout(base: str, token: str, subscribers: int, probes: list[str], measured: str) -> dict[str, Any]:
+async def fanout(base: str, token: str, subscribers: int, probes: list[str], measured: str,
+                 server_pid: int | None = None) -> dict[str, Any]:
     """Probe mutations until every subscriber has received one (so all are registered on the
-    bus), then one measured mutation: the delay from sending it to each subscriber's receipt."""
+    bus), then one measured mutation: the delay from sending it to each subscriber's receipt.
+    With ``server_pid``: the server's CPU (all its processes) from the measured mutation to the
+    last receipt, in all and per delivery (the machine's speed varies; CPU per delivery compares)."""
     url = base.replace("http://", "ws://") + "/graphql"
     probed: set[int] = set()
     subscribed = 0
     sent_at: list[float] = []
     delays: list[float] = []
+    all_in, closing = asyncio.Event(), asyncio.Event()
 
     async def subscriber(k: int) -> None:
         nonlocal subscribed
@@ -213,6 +217,9 @@ async def fanout(base: str, token: str, subscribers: int, probes: list[str], mea
                     continue
                 if doc["payload"]["data"]["consultationUpdated"]["consultation"]["id"] == measured:
                     delays.append(time.perf_counter() - sent_at[0])
+                    if len(delays) == subscribers:
+                        all_in.set()
+                    await closing.wait()  # the closes are not part of the fan-out's CPU
                     return
                 probed.add(k)
 
@@ -237,8 +244,17 @@ async def fanout(base: str, token: str, subscribers: int, probes: list[str], mea
         if len(probed) == subscribers:
             break
     ready = len(probed)
+    cpu0 = cpu_seconds(server_pid) if server_pid is not None else None
+    own0 = _own_cpu_s()
     sent_at.append(time.perf_counter())
     result = await mutate(measured)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(120):
+            await all_in.wait()
+    own = _own_cpu_s() - own0
+    cpu = None if cpu0 is None or server_pid is None else \
+        sum(b - a for a, b in zip(cpu0, cpu_seconds(server_pid), strict=False))
+    closing.set()
     _, pending = await asyncio.wait(tasks, timeout=120)
     for t in pending:
         t.cancel()
@@ -248,6 +264,9 @@ async def fanout(base: str, token: str, subscribers: int, probes: list[str], mea
         "delivery_ms_p50": round(statistics.median(delays) * 1000, 2) if delays else None,
         "delivery_ms_p99": pct(delays, 0.99) if delays else None,
         "delivery_ms_max": round(max(delays) * 1000, 2) if delays else None,
+        "server_cpu_ms": None if cpu is None else round(cpu * 1000, 1),
+        "server_cpu_us_per_delivery": round(cpu * 1e6 / len(delays), 1) if cpu is not None and delays else None,
+        "client_cpu_ms": round(own * 1000, 1),
     }
 
 
@@ -367,7 +386,8 @@ def run_backend(url: str, tmp: Path, args: argparse.Namespace) -> list[dict[str,
                 loads.append(load)
             # both PENDING and naming no expert: assignExpert takes the best match
             probes = [f"c{i:05d}" for i in range(3, 3 * 20, 3)]  # more PENDING ones
-            fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000")) \
+            fan = asyncio.run(fanout(base, viewer, args.subscribers, probes=probes, measured="c00000",
+                                     server_pid=proc.pid)) \
                 if args.subscribers else None
         finally:
             proc.send_signal(signal.SIGTERM)
