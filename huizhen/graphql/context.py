@@ -10,7 +10,7 @@ from datetime import datetime, tzinfo
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
-from strawberry.dataloader import DataLoader
+from strawberry.dataloader import DataLoader, DefaultCache
 from strawberry.extensions import SchemaExtension
 
 from huizhen.integration.model import (
@@ -112,6 +112,14 @@ class Loaders:
     patient_consultations: DataLoader[str, list[Consultation]]
     sources: DataLoader[str, list[Message]]  # entity id -> the journaled messages that touched it
     escalations: DataLoader[str, list[tuple[str, datetime]]]  # consultation id -> (SLA phase, escalated at)
+
+    def untouched(self) -> bool:
+        """Nothing was loaded, primed or asked for: as good as a fresh set (a subscription's event
+        that read no relation leaves its loaders so)."""
+        return all(
+            loader.batch is None and isinstance(loader.cache_map, DefaultCache) and not loader.cache_map.cache_map
+            for loader in vars(self).values()
+        )
 
     def release(self) -> None:
         """Forget what was loaded: the caches' futures are in reference cycles with their

@@ -27,6 +27,14 @@ class ErrorCodes(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Internal server error")
 
+    def _process_result(self, result: object) -> None:
+        """MaskErrors' own test, ``isinstance`` against a runtime-checkable protocol, asks
+        ``typing`` to walk the protocol's members for every result (every subscription event of
+        every subscriber); an attribute read answers the same."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._coded(e) for e in errors]
 

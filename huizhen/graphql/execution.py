@@ -176,6 +176,31 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
     field goes the full way), so errors, paths and locations are graphql-core's own. The other
     fields of the set go through graphql-core as one smaller set."""
 
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """The executor of one subscription event, sharing with the subscription's other events
+        what depends only on the operation and its variables: the root field set collected by the
+        first event (so that graphql-core's memo of the subfields, keyed by the identity of their
+        field group, hits from the second event on instead of collecting the selection again and
+        keeping every event's copy for the life of the subscription) and the lean plans of the
+        field sets (:meth:`_plan`)."""
+        shared = self.__dict__
+        shared.setdefault("_lean_plans", {})  # the copy below shares these dicts
+        shared.setdefault("_event_root", {})
+        return super().build_per_event_executor(payload)
+
+    def execute_collected_root_fields(  # type: ignore[override]
+        self, root_type: GraphQLObjectType, root_value: Any, grouped_field_set: Any, serially: bool,
+        new_defer_usages: Any,
+    ) -> Any:
+        roots: dict[str, Any] | None = self.__dict__.get("_event_root")
+        if roots is not None and not new_defer_usages:  # a subscription's event
+            first = roots.setdefault(root_type.name, grouped_field_set)
+            if first is not grouped_field_set and _same_fields(first, grouped_field_set):
+                grouped_field_set = first
+        return super().execute_collected_root_fields(  # type: ignore[misc]
+            root_type, root_value, grouped_field_set, serially, new_defer_usages
+        )
+
     def execute_fields(  # type: ignore[override]
         self, parent_type: GraphQLObjectType, source: Any, path: Any, grouped_field_set: Any, *args: Any
     ) -> Any:
@@ -397,6 +422,22 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plan = steps if any(s.serialize is not None or s.shape is not None for s in steps) else None
         plans[id(grouped_field_set)] = (grouped_field_set, plan)
         return plan
+
+
+def _same_fields(a: Any, b: Any) -> bool:
+    """Whether two collected field sets select the same nodes of the document under the same names
+    (an event's root fields, collected again from the same operation and variables)."""
+    if a.keys() != b.keys():
+        return False
+    for name, details in a.items():
+        other = b[name]
+        if len(details) != len(other) or any(
+            x.node is not y.node or x.defer_usage is not y.defer_usage
+            or x.fragment_variable_values is not y.fragment_variable_values
+            for x, y in zip(details, other, strict=True)
+        ):
+            return False
+    return True
 
 
 def _merged(order: Any, values: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import strawberry
@@ -76,6 +77,27 @@ class _SingleFlight:
         return result
 
 
+class _Built:
+    """A small LRU of what one source object (a bus event, a model the views read) was turned into
+    for the API, by identity: every local subscriber of an event gets the same objects, so the
+    first one to pass its checks builds them for all. The source is kept with its entry, so its
+    id stays its own while the entry lives."""
+
+    def __init__(self) -> None:
+        self._built: OrderedDict[tuple[int, str], tuple[object, Any]] = OrderedDict()
+
+    def get(self, source: object, kind: str, build: Callable[[], V]) -> V:
+        key = (id(source), kind)
+        found = self._built.get(key)
+        if found is not None and found[0] is source:
+            return found[1]  # type: ignore[no-any-return]
+        value = build()
+        self._built[key] = (source, value)
+        while len(self._built) > _CACHE:
+            self._built.popitem(last=False)
+        return value
+
+
 StudyView = tuple[m.ImagingStudy, m.Patient, list[m.Consultation]]  # the study, its patient, their consultations
 
 
@@ -85,6 +107,7 @@ class EventViews:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cache = _SingleFlight()
+        self.built = _Built()  # the API objects of an event, the same for every subscriber who may read it
 
     async def consultation(self, cid: str, seq: int) -> m.Consultation | None:
         async def load() -> m.Consultation | None:
@@ -141,19 +164,52 @@ def subscribed(info: Info, topic: str) -> Iterator[BusSubscription]:
 
 
 async def bus_events(info: Info, sub: BusSubscription) -> AsyncGenerator[Event, None]:
-    """The bus events of ``sub`` until the token expires; fresh DataLoaders for each event."""
+    """The bus events of ``sub`` until the token expires; fresh DataLoaders for each event (the
+    last event's are kept when it loaded nothing with them: empty, they are as good as new).
+
+    The expiry is one timer per subscription that drops a marker into its queue, not a timeout
+    around every wait (a timer scheduled and cancelled for every subscriber at every event)."""
     ctx = info.context
-    while True:
-        remaining = None if ctx.expires_at is None else ctx.expires_at - time.time()
-        if remaining is not None and remaining <= 0:
-            raise AuthenticationError("token expired; subscribe again with a fresh token")
-        try:
-            async with asyncio.timeout(remaining):  # no task per event, unlike wait_for
-                event = await sub.queue.get()
-        except TimeoutError:
-            continue  # the check above ends it
-        ctx.loaders = make_loaders(ctx.services)  # a subscription outlives a request: no stale cache
-        yield event
+    alarm: asyncio.TimerHandle | None = None
+    try:
+        while True:
+            remaining = None if ctx.expires_at is None else ctx.expires_at - time.time()
+            if remaining is not None and remaining <= 0:
+                raise AuthenticationError("token expired; subscribe again with a fresh token")
+            if remaining is not None and alarm is None:
+                alarm = asyncio.get_running_loop().call_later(remaining, _ring, sub.queue)
+            event = await sub.queue.get()
+            if event is _EXPIRED:
+                alarm = None  # the check above ends it (or, rung early, sets the alarm again)
+                continue
+            if not ctx.loaders.untouched():  # a subscription outlives a request: no stale cache
+                ctx.loaders = make_loaders(ctx.services)
+            yield event
+    finally:
+        if alarm is not None:
+            alarm.cancel()
+
+
+_EXPIRED = Event(topic="", type="token-expired", data={})  # in one subscriber's own queue only
+
+
+def _ring(queue: asyncio.Queue[Event]) -> None:
+    if queue.full():  # as the bus does: the oldest goes (the subscription ends now anyway)
+        queue.get_nowait()
+    queue.put_nowait(_EXPIRED)
+
+
+def _live_event(event: Event, live: m.Consultation, key: tuple[str, int], info: Info) -> ConsultationEvent:
+    """What ``consultationUpdated`` yields for a bus event: built once per event, for every
+    subscriber that may read the consultation (it depends on the event, the consultation read
+    for it and the server's time zone, not on the viewer)."""
+    e = event.data["event"]
+    at = datetime.fromisoformat(e["at"])
+    return ConsultationEvent(
+        consultation=Consultation(_m=live),
+        event=_timeline(m.TimelineEvent(at=at, type=e["type"], actor=e.get("actor"), detail=e.get("detail")), info),
+        cursor=_cursor(e["at"], key[0], key[1]),
+    )
 
 
 def _cursor(at: datetime | str, cid: str, seq: int) -> str:
@@ -218,14 +274,7 @@ class Subscription:
                 live = await views.consultation(*key)
                 if live is None or not scope.sees_consultation(live):
                     continue
-                e = d["event"]
-                at = datetime.fromisoformat(e["at"])
-                yield ConsultationEvent(
-                    consultation=Consultation(_m=live),
-                    event=_timeline(m.TimelineEvent(at=at, type=e["type"], actor=e.get("actor"),
-                                                    detail=e.get("detail")), info),
-                    cursor=_cursor(e["at"], key[0], key[1]),
-                )
+                yield views.built.get(event, "consultationUpdated", partial(_live_event, event, live, key, info))
 
     @strawberry.subscription(
         description="New PENDING work (submitted, or declined back to the queue) for a department; "
@@ -252,7 +301,7 @@ class Subscription:
                 if c is None or not scope.sees_consultation(c):
                     continue
                 if c.status is m.ConsultationStatus.PENDING or (escalated and c.status in _RUNNING):
-                    yield Consultation(_m=c)
+                    yield views.built.get(c, "Consultation", partial(Consultation, _m=c))
 
     @strawberry.subscription(description="Imaging studies as their instances arrive (DICOM C-STORE, FHIR).")
     async def study_received(
