@@ -99,16 +99,25 @@ def wrote(info: Info, entity_type: str, entity_id: str, detail: str) -> None:
 
 
 class AuditFlush(SchemaExtension):
-    """Writes the request's audit events (reads, writes, denials) in one insert when the operation ends."""
+    """Writes the request's audit events (reads, writes, denials) in one insert when the operation
+    ends; for a subscription (and any streamed result), those of each result before it is sent:
+    a subscription's operation ends only when it is cancelled, and a cancelled operation never
+    reaches the end of :meth:`on_operation`."""
 
     async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
         yield
+        await self._flush(self.execution_context.result)
+
+    async def on_stream_result(self, result: Any) -> AsyncIterator[None]:  # type: ignore[override]
+        await self._flush(result)
+        yield
+
+    async def _flush(self, result: Any) -> None:
         ctx = self.execution_context.context
         buffer = getattr(ctx, "audit", None)
         if buffer is None or not buffer.events:
             return
-        result = self.execution_context.result
-        if result is not None and result.errors:  # a write that raised did not happen
+        if result is not None and getattr(result, "errors", None):  # a write that raised did not happen
             for e in buffer.events:
                 if e.action == "write" and e.outcome == "success":
                     e.outcome, e.detail = "failure", f"{e.detail}: {result.errors[0].message}"[:500]

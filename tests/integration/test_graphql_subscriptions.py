@@ -78,6 +78,60 @@ async def test_events_reach_only_viewers_who_may_read_them(server: RunningServer
         assert other["consultation"]["id"] == "c00003" and other["event"]["type"] == "CANCELLED"
 
 
+NESTED = """subscription { consultationUpdated { event { type }
+  consultation { id status patient { id name { text } } expert { id } } } }"""
+
+
+async def test_each_event_is_answered_for_each_subscriber_with_its_own_reads_audited(
+    server: RunningServer, coordinator: GraphQLClient
+) -> None:
+    """Events one after another on one subscription (its selection collected once, its loaders
+    renewed after an event that used them): each answers its own consultation, patient and expert;
+    the objects built once per event reach only the viewers who may read the consultation, and
+    each viewer's patient reads are audited under its own name."""
+    async with (
+        graphql_socket(server.base_url) as twn,
+        graphql_socket(server.base_url) as platform,
+    ):
+        await twn.init(bearer(server, "doc1", "primary_doctor", "TWN001"))
+        await platform.init(bearer(server, "coord2", "coordinator"))
+        in_progress = await coordinator.execute('{ consultation(id: "c00002") { expert { id } } }')
+        s_twn, s_all = await twn.subscribe(NESTED), await platform.subscribe(NESTED)
+        await asyncio.sleep(0.2)  # both subscriptions registered on the bus
+
+        await coordinator.execute('mutation { assignExpert(id: "c00000", expertId: "exp1") { id } }')  # TWN001
+        await coordinator.execute('mutation { cancelConsultation(id: "c00003", reason: "重复申请") { id } }')  # CHC002
+        await coordinator.execute('mutation { cancelConsultation(id: "c00002", reason: "患者转院") { id } }')  # TWN001
+
+        def seen(doc: dict) -> tuple:
+            c = doc["consultationUpdated"]["consultation"]
+            return (doc["consultationUpdated"]["event"]["type"], c["id"], c["status"], c["patient"]["id"],
+                    c["patient"]["name"]["text"], (c["expert"] or {}).get("id"))
+
+        expected = {
+            "c00000": ("ASSIGNED", "c00000", "ASSIGNED", "pat0", "吴桂兰0", "exp1"),
+            "c00003": ("CANCELLED", "c00003", "CANCELLED", "pat3", "吴桂兰3", None),
+            "c00002": ("CANCELLED", "c00002", "CANCELLED", "pat2", "吴桂兰2",
+                       in_progress["consultation"]["expert"]["id"]),
+        }
+        assert [seen(await platform.next(s_all)) for _ in range(3)] == list(expected.values())
+        assert [seen(await twn.next(s_twn)) for _ in range(2)] == [expected["c00000"], expected["c00002"]]
+        await twn.nothing_for(s_twn, 0.3)  # the CHC002 cancellation never reaches TWN001
+
+    def patient_reads(events: list, actor: str) -> set[str]:
+        return {e.entity_id for e in events if e.actor == actor and e.action == "read" and e.entity_type == "Patient"}
+
+    # a subscription's reads are written when it ends
+    for _ in range(100):
+        async with server.services.store.read() as repo:
+            events = [e async for e in repo.audit.all()]
+        if patient_reads(events, "doc1") and patient_reads(events, "coord2"):
+            break
+        await asyncio.sleep(0.1)
+    assert patient_reads(events, "doc1") == {"pat0", "pat2"}
+    assert patient_reads(events, "coord2") == {"pat0", "pat2", "pat3"}
+
+
 async def test_connection_init_authenticates(server: RunningServer) -> None:
     for payload in (None, {}, {"Authorization": "Bearer not.a.token"}, {"token": "garbage"}):
         async with graphql_socket(server.base_url) as ws:
