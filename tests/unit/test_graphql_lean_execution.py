@@ -3,10 +3,14 @@ same data, and the same errors (message, path) when a value does not fit its typ
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar
 
 import strawberry
+from graphql import parse
+from graphql.execution.execute import map_source_to_response_event
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from huizhen.graphql.execution import LeanExecutionContext
@@ -258,3 +262,45 @@ def test_an_argument_that_does_not_coerce_is_graphql_cores_error() -> None:
     assert lean.data == full.data and lean.errors is None
     lean, full = tree('{ branches { leaves(first: "x") { label } } }')
     assert [e.message for e in lean.errors] == [e.message for e in full.errors]
+
+
+@strawberry.type
+class Item:
+    name: str
+    count: int
+
+    @strawberry.field
+    def tags(self, prefix: str) -> list[str]:
+        return [prefix + self.name] * self.count
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def items(self) -> AsyncGenerator[Item, None]:  # not called: the test hands the events over
+        yield Item(name="", count=0)
+
+
+def test_a_subscriptions_events_share_its_collected_selection() -> None:
+    """Each event answers its own payload; the selection is collected once for the subscription,
+    so graphql-core's memo of subfields does not grow by one entry per event."""
+    schema = strawberry.Schema(query=Query, subscription=Subscription, execution_context_class=LeanExecutionContext)
+    executor = LeanExecutionContext.build(
+        schema._schema, parse('subscription($p: String!) { items { name count tags(prefix: $p) } }'),
+        raw_variable_values={"p": "#"},
+    )
+    assert isinstance(executor, LeanExecutionContext)
+
+    async def events() -> AsyncIterator[Item]:
+        for i in range(5):
+            yield Item(name=f"n{i}", count=i)
+
+    async def run() -> list[Any]:
+        return [r async for r in map_source_to_response_event(executor, events())]
+
+    results = asyncio.run(run())
+    assert [r.errors for r in results] == [None] * 5
+    assert [r.data for r in results] == [
+        {"items": {"name": f"n{i}", "count": i, "tags": [f"#n{i}"] * i}} for i in range(5)
+    ]
+    assert len(executor._relevant_sub_fields) == 1
