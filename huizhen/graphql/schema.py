@@ -13,6 +13,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.context import StreamResultContextManager, WrappedHook
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -289,9 +291,32 @@ Query = merge_types(
 )
 
 
+class _StreamResult(StreamResultContextManager):
+    """strawberry's context of the hooks around one streamed result, with hooks looked up once for
+    the operation (:class:`_Runner`): strawberry looks every extension's hook up and wraps it in a
+    new context-manager factory for each result, which is each event of each subscriber."""
+
+    def __init__(self, hooks: list[WrappedHook], result: Any) -> None:  # no super().__init__: no look-up again
+        self.result = result
+        self.hooks = hooks
+
+
+class _Runner(SchemaExtensionsRunner):
+    _stream_hooks: list[WrappedHook] | None = None
+
+    def on_stream_result(self, result: Any) -> StreamResultContextManager:
+        hooks = self._stream_hooks
+        if hooks is None:  # the operation's extensions are fixed: the same hooks for every result
+            hooks = self._stream_hooks = StreamResultContextManager(self.extensions, result).hooks
+        return _StreamResult(hooks, result)
+
+
 class _Schema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         """Logging happens in :class:`ErrorCodes`: domain errors are answers, not incidents."""
+
+    def create_extensions_runner(self, execution_context: Any, extensions: list[Any]) -> SchemaExtensionsRunner:
+        return _Runner(execution_context=execution_context, extensions=extensions)
 
 
 def build_schema(
