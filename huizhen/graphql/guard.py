@@ -34,7 +34,7 @@ from huizhen.rbac.audit import DENIED
 def _permission(obj: str, action: str) -> type[BasePermission]:
     class Can(BasePermission):
         message = f"not allowed to {action} {obj}"
-        needs = (obj, action)  # read by huizhen.graphql.execution.install_direct_resolvers
+        needs = (obj, action)  # read by huizhen.graphql.direct_resolvers.install_direct_resolvers
 
         def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
             ctx = info.context

@@ -20,9 +20,10 @@ from strawberry.tools import merge_types
 
 from huizhen.graphql.access import AccessMutation, AccessQuery
 from huizhen.graphql.context import ReleaseLoaders
+from huizhen.graphql.direct_resolvers import install_direct_resolvers
 from huizhen.graphql.documents import DocumentCache, Documents, OperationChoice
 from huizhen.graphql.errors import ErrorCodes
-from huizhen.graphql.execution import LeanExecutionContext, install_direct_resolvers
+from huizhen.graphql.execution import LeanExecutionContext
 from huizhen.graphql.guard import (
     AuditFlush,
     can,

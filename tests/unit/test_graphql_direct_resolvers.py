@@ -1,4 +1,4 @@
-"""Resolver fields called directly (huizhen.graphql.execution.install_direct_resolvers) answer
+"""Resolver fields called directly (huizhen.graphql.direct_resolvers.install_direct_resolvers) answer
 exactly as strawberry's own chain: same data, same errors and paths, and a permission's "no"
 still audited and answered as before."""
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import strawberry
 
-from huizhen.graphql.execution import LeanExecutionContext, install_direct_resolvers
+from huizhen.graphql.direct_resolvers import install_direct_resolvers
+from huizhen.graphql.execution import LeanExecutionContext
 from huizhen.graphql.guard import can
 from huizhen.rbac.audit import AuditBuffer
 
