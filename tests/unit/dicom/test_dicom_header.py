@@ -54,9 +54,10 @@ def test_corpus_headers_are_read_plainly_and_map_alike(file: str) -> None:
     data = corpus_bytes(file)
     try:
         found = scan(data, _INDEXED_TAGS)
-    except Exception:
-        pytest.skip("not scanned: read by pydicom")
-    assert plain_header(data, found) is not None
+    except Exception:  # not scanned (no Part 10 preamble, a cut file…): read by pydicom, to the same end
+        found = None
+    if found is not None:
+        assert plain_header(data, found) is not None
     assert outcome(read_indexed, data) == outcome(read_instance, data)
 
 
