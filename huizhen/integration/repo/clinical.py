@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -31,7 +30,7 @@ from huizhen.integration.repo.base import (
     identifiers_to_json,
     like_escape,
 )
-from huizhen.integration.repo.prepared import ByIds, Prepared
+from huizhen.integration.repo.prepared import ByIds, Prepared, list_param
 
 # Statements of the ingest hot path, built once (see repo/patients.py)
 _e = t.encounters
@@ -245,7 +244,7 @@ class Clinical(RepoBase):
             found = await self.run_ids_values(_ALL_OBSERVATIONS, ids)
         elif self.dialect == "sqlite":
             found = await self.run_values(
-                _LATEST_OBSERVATIONS_SQLITE, {"patient_ids": json.dumps(ids), "latest": max(latest, 0)}
+                _LATEST_OBSERVATIONS_SQLITE, {"patient_ids": list_param("sqlite", ids), "latest": max(latest, 0)}
             )
         else:
             found = await self.run_ids_values(_LATEST_OBSERVATIONS, ids, latest=latest)

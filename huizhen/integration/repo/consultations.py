@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, any_, bindparam, case, false, func, literal_column, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Integer, String, and_, bindparam, case, func, or_, select
 
 from huizhen.integration import tables as t
 from huizhen.integration.errors import BadInput, Conflict
@@ -24,7 +22,7 @@ from huizhen.integration.model import (
 )
 from huizhen.integration.paging import Page, decode_cursor, encode_cursor, keyset_after, page_size
 from huizhen.integration.repo.base import RepoBase, codings_from_json, codings_to_json
-from huizhen.integration.repo.prepared import ByIds, Prepared
+from huizhen.integration.repo.prepared import ByIds, Prepared, in_list, list_param
 from huizhen.integration.repo.visibility import ConsultationRows, consultation_condition
 
 # every lab result asks whether its order is a consultation's; almost never, so only the id is read
@@ -66,41 +64,28 @@ class _Shape:
     urgent: bool
 
 
-# ConsultationRows' terms, in consultation_condition's order: (field, its parameter)
+# ConsultationRows' fields that consultation_condition reads; each one's value is the parameter v_<field>
 _VISIBLE_TERMS = ("facility_ids", "expert_id", "queue_department", "requester_id", "patient_id", "patient_ids")
 _LISTS = frozenset({"facility_ids", "patient_ids", "statuses"})  # one parameter each (a JSON array, an array)
 
 
-def _in_list(column: Any, name: str, dialect: str) -> Any:
-    """``column IN`` the list in one parameter, as :class:`ByIds` reads its ids."""
-    if dialect == "sqlite":
-        values: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
-        return column.in_(values)
-    return column == any_(bindparam(name, type_=ARRAY(String)))
-
-
 @lru_cache(maxsize=256)
 def _search_statements(shape: _Shape) -> tuple[Prepared, Prepared]:
-    """(count, page) of a search of this shape; the values are the parameters of :func:`_search_params`."""
+    """(count, page) of a search of this shape; :meth:`Consultations.search` binds the values."""
     c = t.consultations.c
     q = select(t.consultations)
     if shape.visible is not None:
-        terms: list[Any] = []
-        for present, name in zip(shape.visible, _VISIBLE_TERMS, strict=True):
-            if not present:
-                continue
-            if name == "facility_ids":
-                terms.append(_in_list(c.facility_id, "v_facility_ids", shape.dialect))
-            elif name == "patient_ids":
-                terms.append(_in_list(c.patient_id, "v_patient_ids", shape.dialect))
-            elif name == "queue_department":
-                terms.append(and_(c.status == ConsultationStatus.PENDING.value,
-                                  c.department == bindparam("v_queue_department", type_=String)))
-            else:
-                terms.append(getattr(c, name) == bindparam(f"v_{name}", type_=String))
-        q = q.where(or_(*terms) if terms else false())
+        # the viewer's rule as consultation_condition writes it, with the same fields set and
+        # each value a parameter (v_<field>): placeholders stand for the values here
+        placeholders: dict[str, Any] = {name: ("",) if name in _LISTS else "" for name, present
+                                        in zip(_VISIBLE_TERMS, shape.visible, strict=True) if present}
+        q = q.where(consultation_condition(
+            ConsultationRows(**placeholders),
+            lambda name, _: bindparam(f"v_{name}", type_=String),
+            lambda column, name, _: in_list(column, f"v_{name}", shape.dialect),
+        ))
     if shape.statuses:
-        q = q.where(_in_list(c.status, "statuses", shape.dialect))
+        q = q.where(in_list(c.status, "statuses", shape.dialect))
     for name in shape.equal:
         q = q.where(getattr(c, name) == bindparam(name, type_=String))
     if shape.urgency:
@@ -200,9 +185,9 @@ class Consultations(RepoBase):
                           for name, v in zip(_VISIBLE_TERMS, values, strict=True))
             for name, value, present in zip(_VISIBLE_TERMS, values, shown, strict=True):
                 if present:
-                    params[f"v_{name}"] = self._list(value) if name in _LISTS else value
+                    params[f"v_{name}"] = list_param(self.dialect, value) if name in _LISTS else value
         if statuses:
-            params["statuses"] = self._list([s.value for s in statuses])
+            params["statuses"] = list_param(self.dialect, [s.value for s in statuses])
         equal = {name: value for name, value in (("department", department), ("facility_id", facility_id),
                                                  ("expert_id", expert_id), ("patient_id", patient_id))
                  if value is not None}
@@ -236,10 +221,6 @@ class Consultations(RepoBase):
             items=[(x, cursor(x)) for x in items],
             total=total, has_next=len(rows) > size, has_previous=after is not None,
         )
-
-    def _list(self, values: Sequence[str]) -> Any:
-        """A list as one parameter of :func:`_in_list`."""
-        return json.dumps(list(values)) if self.dialect == "sqlite" else list(values)
 
     async def timeline_since(
         self, after: tuple[datetime, str, int] | None, *, consultation_id: str | None = None,

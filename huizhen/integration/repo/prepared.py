@@ -113,17 +113,30 @@ class ByIds:
 
     def __init__(self, build: Callable[[Callable[[Any], Any]], Executable], name: str = "ids") -> None:
         self.name = name
-        json_ids: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
         self._prepared = {
-            "sqlite": Prepared(build(lambda column: column.in_(json_ids))),
-            "postgresql": Prepared(build(lambda column: column == any_(bindparam(name, type_=ARRAY(String))))),
+            dialect: Prepared(build(lambda column, d=dialect: in_list(column, name, d)))  # type: ignore[misc]
+            for dialect in ("sqlite", "postgresql")
         }
 
     def prepared(self, dialect: str) -> Prepared:
         return self._prepared.get(dialect, self._prepared["postgresql"])
 
     def params(self, dialect: str, ids: Sequence[str], **more: Any) -> dict[str, Any]:
-        return {self.name: json.dumps(list(ids)) if dialect == "sqlite" else list(ids), **more}
+        return {self.name: list_param(dialect, ids), **more}
+
+
+def in_list(column: Any, name: str, dialect: str) -> Any:
+    """``column IN`` the list given as the one parameter ``name`` (see :func:`list_param`):
+    SQLite reads it from a JSON array (``json_each``), PostgreSQL from an array (``= ANY``)."""
+    if dialect == "sqlite":
+        values: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String)))
+        return column.in_(values)
+    return column == any_(bindparam(name, type_=ARRAY(String)))
+
+
+def list_param(dialect: str, values: Sequence[str]) -> Any:
+    """A list as the one parameter of :func:`in_list`."""
+    return json.dumps(list(values)) if dialect == "sqlite" else list(values)
 
 
 # the PostgreSQL type a numeric column's values come back as: asyncpg's result processors are

@@ -9,6 +9,7 @@ are bound parameters, never SQL text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,23 +39,39 @@ class PatientRows:
     patient_ids: tuple[str, ...] = ()  # break-glass: these patients
 
 
-def consultation_condition(rows: ConsultationRows) -> Any:
+def _value(name: str, value: Any) -> Any:
+    return value
+
+
+def _values(column: Any, name: str, values: Any) -> Any:
+    return column.in_(values)
+
+
+def consultation_condition(
+    rows: ConsultationRows, value: Callable[[str, Any], Any] = _value,
+    values: Callable[[Any, str, Any], Any] = _values,
+) -> Any:
+    """The rows' rule as a WHERE clause. ``value(field, v)`` and ``values(column, field, vs)`` make
+    the SQL of a field's value and of ``column IN`` a list field's values: by default the values
+    themselves; a statement built once for every viewer with the same fields set (the work-list's
+    search) passes bound parameters instead, so the rule is written here alone."""
     if rows.everything:
         return true()
     c = t.consultations.c
     terms: list[Any] = []
     if rows.facility_ids:
-        terms.append(c.facility_id.in_(rows.facility_ids))
+        terms.append(values(c.facility_id, "facility_ids", rows.facility_ids))
     if rows.expert_id is not None:
-        terms.append(c.expert_id == rows.expert_id)
+        terms.append(c.expert_id == value("expert_id", rows.expert_id))
     if rows.queue_department is not None:
-        terms.append(and_(c.status == ConsultationStatus.PENDING.value, c.department == rows.queue_department))
+        terms.append(and_(c.status == ConsultationStatus.PENDING.value,
+                          c.department == value("queue_department", rows.queue_department)))
     if rows.requester_id is not None:
-        terms.append(c.requester_id == rows.requester_id)
+        terms.append(c.requester_id == value("requester_id", rows.requester_id))
     if rows.patient_id is not None:
-        terms.append(c.patient_id == rows.patient_id)
+        terms.append(c.patient_id == value("patient_id", rows.patient_id))
     if rows.patient_ids:
-        terms.append(c.patient_id.in_(rows.patient_ids))
+        terms.append(values(c.patient_id, "patient_ids", rows.patient_ids))
     return or_(*terms) if terms else false()
 
 
